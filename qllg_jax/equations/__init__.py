@@ -1,0 +1,10 @@
+"""Vector fields ϱ ↦ ϱ̇ of the equations qllg_jax solves, one file each."""
+
+from .qll import QLL
+from .qllg import QLLG
+from .resolvent import STRATEGIES, commutator, solve_resolvent
+from .von_neumann import VonNeumann
+
+EQUATIONS = {"qllg": QLLG, "qll": QLL, "von_neumann": VonNeumann}
+
+__all__ = ["EQUATIONS", "QLL", "QLLG", "STRATEGIES", "VonNeumann", "commutator", "solve_resolvent"]

@@ -1,0 +1,17 @@
+r"""The Liouville–von Neumann equation, ħ = 1: :math:`\dot\varrho = -i[H, \varrho]` (q-LLG at κ = 0)."""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+
+from .resolvent import commutator
+
+
+class VonNeumann(eqx.Module):
+    """Undamped vector field ϱ ↦ i[ϱ, H]; ``kappa`` is accepted and ignored so all equations share a signature."""
+
+    kappa: jax.Array = 0.0
+
+    def __call__(self, rho: jax.Array, H: jax.Array) -> jax.Array:
+        return 1j * commutator(rho, H)

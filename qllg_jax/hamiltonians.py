@@ -1,0 +1,251 @@
+r"""Spin Hamiltonians built from physical terms, usable densely or matrix-free.
+
+A :class:`SpinModel` holds the parameters of
+
+.. math::
+
+    H = -\sum_k \mathbf b_k\cdot\mathbf S_k \;-\; \sum_k K_k (\mathbf n_k\cdot\mathbf S_k)^2
+        \;+\; \sum_{(i,j)} \Big[J_{ij}\,\mathbf S_i\cdot\mathbf S_j
+        + \mathbf D_{ij}\cdot(\mathbf S_i\times\mathbf S_j) + \mathbf S_i^{\mathsf T}\Gamma_{ij}\mathbf S_j\Big]
+
+with spin operators S (ħ = 1), energies in the unit E0 (see :mod:`qllg_jax.units`). The same object gives
+the dense matrix (:meth:`SpinModel.matrix`), matrix-free application to states (:meth:`SpinModel.apply`,
+never forming the D×D matrix) and the classical energy of unit vectors (:meth:`SpinModel.classical_energy`,
+S_k → s_k m_k), so quantum and classical runs of one system come from one object.
+All parameters are JAX arrays: differentiable and vmappable.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .operators import site_dims, spin_matrices
+
+_LEVI_CIVITA = np.zeros((3, 3, 3))
+for _a, _b, _c in [(0, 1, 2), (1, 2, 0), (2, 0, 1)]:
+    _LEVI_CIVITA[_a, _b, _c], _LEVI_CIVITA[_a, _c, _b] = 1.0, -1.0
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+class SpinModel(eqx.Module):
+    """Parameters of a spin Hamiltonian on N sites (see the module docstring for H).
+
+    Attributes:
+        spins: spin quantum number of each site (static), e.g. ``(0.5, 0.5)``.
+        bonds: pairs of sites (i, j) carrying two-site terms (static), shape (nb, 2).
+        field: Zeeman coefficients b_k, shape (N, 3), energy units (H_Z = −Σ b_k·S_k).
+        exchange: isotropic exchange J per bond, shape (nb,).
+        dmi: Dzyaloshinskii–Moriya vectors D per bond, shape (nb, 3).
+        anisotropic_exchange: symmetric/anisotropic tensors Γ per bond, shape (nb, 3, 3).
+        anisotropy: single-ion constants K per site, shape (N,) (K > 0: easy axis).
+        anisotropy_axis: unit axes n_k, shape (N, 3).
+    """
+
+    spins: tuple[float, ...] = eqx.field(static=True)
+    bonds: tuple[tuple[int, int], ...] = eqx.field(static=True)
+    field: jax.Array
+    exchange: jax.Array
+    dmi: jax.Array
+    anisotropic_exchange: jax.Array
+    anisotropy: jax.Array
+    anisotropy_axis: jax.Array
+
+    def __check_init__(self):
+        n, nb = len(self.spins), len(self.bonds)
+        shapes = {
+            "field": (self.field, (n, 3)),
+            "exchange": (self.exchange, (nb,)),
+            "dmi": (self.dmi, (nb, 3)),
+            "anisotropic_exchange": (self.anisotropic_exchange, (nb, 3, 3)),
+            "anisotropy": (self.anisotropy, (n,)),
+            "anisotropy_axis": (self.anisotropy_axis, (n, 3)),
+        }
+        for name, (value, shape) in shapes.items():
+            if jnp.shape(value)[-len(shape) :] != shape:
+                raise ValueError(f"SpinModel.{name} must have shape {shape} (trailing), got {jnp.shape(value)}")
+            if _is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
+                raise ValueError(f"SpinModel.{name} contains NaN or inf")
+        for i, j in self.bonds:
+            if not (0 <= i < n and 0 <= j < n) or i == j:
+                raise ValueError(f"bond ({i}, {j}) is invalid for {n} sites (need 0 <= i != j < {n})")
+
+    @property
+    def n_sites(self) -> int:
+        return len(self.spins)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return site_dims(self.spins)
+
+    @property
+    def dim(self) -> int:
+        """Total Hilbert-space dimension D = Π (2s_k + 1)."""
+        return math.prod(self.dims)
+
+    def bond_couplings(self) -> jax.Array:
+        """Coupling matrices C_b with two-site term S_i^T C_b S_j; shape (nb, 3, 3)."""
+        eye = jnp.eye(3)
+        dmi = jnp.einsum("abc,na->nbc", _LEVI_CIVITA, self.dmi)
+        return self.exchange[:, None, None] * eye + dmi + self.anisotropic_exchange
+
+    def site_terms(self) -> list[jax.Array]:
+        """One-site operators h_k = −b_k·S − K_k (n_k·S)², a list of (d_k, d_k) arrays."""
+        terms = []
+        for k, s in enumerate(self.spins):
+            spin = spin_matrices(s)
+            n_dot_s = jnp.einsum("a,aij->ij", self.anisotropy_axis[k], spin)
+            terms.append(-jnp.einsum("a,aij->ij", self.field[k], spin) - self.anisotropy[k] * n_dot_s @ n_dot_s)
+        return terms
+
+    def bond_terms(self) -> list[jax.Array]:
+        """Two-site operators Σ_ab C_ab S^a ⊗ S^b, a list of (d_i d_j, d_i d_j) arrays."""
+        terms = []
+        for (i, j), coupling in zip(self.bonds, self.bond_couplings()):
+            si, sj = spin_matrices(self.spins[i]), spin_matrices(self.spins[j])
+            terms.append(jnp.einsum("ab,aij,bkl->ikjl", coupling, si, sj).reshape(si.shape[1] * sj.shape[1], -1))
+        return terms
+
+    def apply(self, psi: jax.Array) -> jax.Array:
+        """Matrix-free H·ψ for ψ of shape (D,) or (D, r); never forms the D×D matrix.
+
+        Cost O(D·r·Σ_terms d_term); memory O(D·r).
+        """
+        dims = self.dims
+        psi = jnp.asarray(psi)
+        if psi.shape[0] != self.dim:
+            raise ValueError(f"state of leading dimension {psi.shape[0]} does not fit a model of dimension {self.dim}")
+        extra = psi.shape[1:]
+        tensor = psi.reshape(dims + extra)
+        out = jnp.zeros_like(tensor, dtype=jnp.result_type(tensor.dtype, jnp.complex64))
+        for k, h in enumerate(self.site_terms()):
+            out = out + jnp.moveaxis(jnp.tensordot(h, tensor, axes=([1], [k])), 0, k)
+        for (i, j), h in zip(self.bonds, self.bond_terms()):
+            h4 = h.reshape(dims[i], dims[j], dims[i], dims[j])
+            moved = jnp.tensordot(h4, tensor, axes=([2, 3], [i, j]))
+            out = out + jnp.moveaxis(moved, (0, 1), (i, j))
+        return out.reshape(psi.shape)
+
+    def matrix(self) -> jax.Array:
+        """Dense Hamiltonian, complex array of shape (D, D)."""
+        return self.apply(jnp.eye(self.dim, dtype=complex))
+
+    def classical_energy(self, m: jax.Array) -> jax.Array:
+        """Classical energy with S_k → s_k m_k for unit vectors ``m`` of shape (N, 3).
+
+        For s = 1/2 single-ion anisotropy is a constant in the quantum model and is dropped here too.
+        """
+        s = jnp.asarray(self.spins)
+        spin = s[:, None] * m
+        zeeman = -jnp.sum(self.field * spin)
+        weight = jnp.where(s > 0.5, 1.0, 0.0)
+        anisotropy = -jnp.sum(weight * self.anisotropy * jnp.sum(self.anisotropy_axis * spin, axis=-1) ** 2)
+        if not self.bonds:
+            return zeeman + anisotropy
+        idx = np.asarray(self.bonds)
+        pair = jnp.einsum("na,nab,nb->", spin[idx[:, 0]], self.bond_couplings(), spin[idx[:, 1]])
+        return zeeman + anisotropy + pair
+
+    def classical_field(self, m: jax.Array) -> jax.Array:
+        """Effective field b_eff,k = −(1/s_k) ∂E/∂m_k, shape (N, 3); the classical LLG precesses m_k about it."""
+        s = jnp.asarray(self.spins)
+        return -jax.grad(self.classical_energy)(m) / s[:, None]
+
+
+def _per_site(value, n: int, name: str, shape=(3,)):
+    arr = jnp.asarray(0.0 if value is None else value, dtype=float)
+    if arr.shape == shape or arr.shape == ():
+        return jnp.broadcast_to(arr, (n,) + shape)
+    if arr.shape == (n,) + shape:
+        return arr
+    raise ValueError(f"{name} must have shape {shape} (uniform) or {(n,) + shape} (per site), got {arr.shape}")
+
+
+def spin_model(
+    spins: Sequence[float],
+    *,
+    field=None,
+    bonds: Sequence[tuple[int, int]] = (),
+    exchange=None,
+    dmi=None,
+    anisotropic_exchange=None,
+    anisotropy=None,
+    anisotropy_axis=(0.0, 0.0, 1.0),
+) -> SpinModel:
+    """Build a :class:`SpinModel`; uniform values broadcast over sites/bonds.
+
+    Args:
+        spins: spin of each site, length N (e.g. ``[0.5] * 3``).
+        field: b, shape (3,) or (N, 3), energy units, H_Z = −Σ b_k·S_k.
+        bonds: list of site pairs (i, j).
+        exchange: J, scalar or (nb,). dmi: D, (3,) or (nb, 3). anisotropic_exchange: Γ, (3, 3) or (nb, 3, 3).
+        anisotropy: K, scalar or (N,). anisotropy_axis: n, (3,) or (N, 3) (normalised here).
+    """
+    spins = tuple(float(s) for s in spins)
+    n, nb = len(spins), len(bonds)
+    if n == 0:
+        raise ValueError("spins must list at least one site")
+    axis = _per_site(anisotropy_axis, n, "anisotropy_axis")
+    return SpinModel(
+        spins=spins,
+        bonds=tuple((int(i), int(j)) for i, j in bonds),
+        field=_per_site(field, n, "field"),
+        exchange=_per_site(exchange, nb, "exchange", ()),
+        dmi=_per_site(dmi, nb, "dmi"),
+        anisotropic_exchange=_per_site(anisotropic_exchange, nb, "anisotropic_exchange", (3, 3)),
+        anisotropy=_per_site(anisotropy, n, "anisotropy", ()),
+        anisotropy_axis=axis / jnp.linalg.norm(axis, axis=-1, keepdims=True),
+    )
+
+
+def chain_bonds(n: int, periodic: bool = False) -> tuple[tuple[int, int], ...]:
+    """Nearest-neighbour bonds (k, k+1) of an n-site chain; with ``periodic`` also (n−1, 0)."""
+    bonds = [(k, k + 1) for k in range(n - 1)]
+    if periodic and n > 2:
+        bonds.append((n - 1, 0))
+    return tuple(bonds)
+
+
+def chain_model(n: int, *, exchange=1.0, dmi=None, field=None, spin: float = 0.5, periodic=False, **terms) -> SpinModel:
+    """An n-site chain with nearest-neighbour exchange/DMI; other :func:`spin_model` terms pass through."""
+    return spin_model([spin] * n, bonds=chain_bonds(n, periodic), exchange=exchange, dmi=dmi, field=field, **terms)
+
+
+def dimer_model(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0), spin: float = 0.5) -> SpinModel:
+    r"""The paper's dimer (eq. 8) in units E0 = μ_B·B0, as a :class:`SpinModel`.
+
+    .. math:: H = -2\,\mathbf B\cdot(\mathbf S_1+\mathbf S_2) + 4J\,\mathbf S_1\cdot\mathbf S_2
+              + 4\mathbf D\cdot(\mathbf S_1\times\mathbf S_2),
+
+    which for s = 1/2 (σ = 2S) is −B·(σ1+σ2) + J σ1·σ2 + D·(σ1×σ2).
+    """
+    B, D = jnp.asarray(B, dtype=float), jnp.asarray(D, dtype=float)
+    if B.shape != (3,) or D.shape != (3,):
+        raise ValueError(f"B and D must be 3-vectors, got shapes {B.shape} and {D.shape}")
+    return spin_model([spin, spin], field=2 * B, bonds=[(0, 1)], exchange=4 * jnp.asarray(J, dtype=float), dmi=4 * D)
+
+
+def dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0)) -> jax.Array:
+    r"""The paper's spin-1/2 dimer, eq. 8, as a (4, 4) complex matrix:
+
+    .. math:: H = -\mathbf B\cdot(\boldsymbol\sigma_1+\boldsymbol\sigma_2) + J\,\boldsymbol\sigma_1\cdot\boldsymbol\sigma_2
+              + \mathbf D\cdot(\boldsymbol\sigma_1\times\boldsymbol\sigma_2)
+
+    in units E0 = μ_B·B0; basis |↑↑⟩, |↑↓⟩, |↓↑⟩, |↓↓⟩ with σ_z|↑⟩ = +|↑⟩. ``B``, ``D``: (3,); ``J``: scalar.
+    """
+    return dimer_model(B, J, D).matrix()
+
+
+def as_matrix(hamiltonian) -> jax.Array:
+    """A dense (D, D) matrix from a :class:`SpinModel` or an array-like (returned as complex)."""
+    if isinstance(hamiltonian, SpinModel):
+        return hamiltonian.matrix()
+    return jnp.asarray(hamiltonian, dtype=complex)

@@ -1,0 +1,134 @@
+"""Initial states: spin-coherent products, |+s⟩⊗|−s⟩, Bell, Werner, thermal and seeded random states.
+
+Kets have shape (D,), density matrices (D, D); basis conventions as in :mod:`qllg_jax.operators`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._checks import check_density_matrix, check_hamiltonian, check_ket
+from .operators import spin_dim, spin_matrices
+
+BELL_STATES = ("phi+", "phi-", "psi+", "psi-")
+
+
+def basis_state(s: float, m: float) -> jax.Array:
+    """|s, m⟩ with m ∈ {s, s−1, …, −s}; shape (2s+1,)."""
+    d = spin_dim(s)
+    index = s - m
+    if abs(index - round(index)) > 1e-12 or not 0 <= round(index) < d:
+        raise ValueError(f"m = {m} is not a projection of spin {s}")
+    return jnp.zeros(d, dtype=complex).at[round(index)].set(1.0)
+
+
+def coherent_state(s: float, direction) -> jax.Array:
+    """Spin-coherent state |n⟩ = e^{−iφS_z} e^{−iθS_y}|s, s⟩ with ⟨S⟩ = s n; ``direction`` (3,), any length > 0."""
+    n = jnp.asarray(direction, dtype=float)
+    if n.shape != (3,) or float(jnp.linalg.norm(n)) == 0:
+        raise ValueError(f"direction must be a non-zero 3-vector, got {direction!r}")
+    n = n / jnp.linalg.norm(n)
+    theta, phi = jnp.arccos(jnp.clip(n[2], -1, 1)), jnp.arctan2(n[1], n[0])
+    sx, sy, sz = spin_matrices(s)
+    rotation = jax.scipy.linalg.expm(-1j * phi * sz) @ jax.scipy.linalg.expm(-1j * theta * sy)
+    return rotation @ basis_state(s, s)
+
+
+def product_state(kets: Sequence) -> jax.Array:
+    """Kronecker product of one-site kets (site 0 leftmost); shape (Π d_k,)."""
+    out = jnp.ones(1, dtype=complex)
+    for ket in kets:
+        out = jnp.kron(out, jnp.asarray(ket, dtype=complex))
+    return out
+
+
+def coherent_product_state(spins: Sequence[float], directions) -> jax.Array:
+    """⊗_k |n_k⟩ for spins s_k along ``directions`` of shape (N, 3)."""
+    directions = np.asarray(directions, dtype=float)
+    if directions.shape != (len(spins), 3):
+        raise ValueError(f"directions must have shape ({len(spins)}, 3), got {directions.shape}")
+    return product_state([coherent_state(s, n) for s, n in zip(spins, directions)])
+
+
+def up_down_state(s: float = 0.5) -> jax.Array:
+    """|+s⟩⊗|−s⟩ (|↑↓⟩ for s = 1/2), the paper's AFM-type product state; shape ((2s+1)²,)."""
+    return product_state([basis_state(s, s), basis_state(s, -s)])
+
+
+def bell_state(name: str) -> jax.Array:
+    """Bell kets: 'phi+' = (|↑↑⟩+|↓↓⟩)/√2, 'phi-', 'psi+' = (|↑↓⟩+|↓↑⟩)/√2, 'psi-'; shape (4,)."""
+    vectors = {
+        "phi+": [1, 0, 0, 1],
+        "phi-": [1, 0, 0, -1],
+        "psi+": [0, 1, 1, 0],
+        "psi-": [0, 1, -1, 0],
+    }
+    if name not in vectors:
+        raise ValueError(f"unknown Bell state {name!r}; choose one of {list(vectors)}")
+    return jnp.asarray(vectors[name], dtype=complex) / np.sqrt(2)
+
+
+def density_matrix(psi, name: str = "psi") -> jax.Array:
+    """|ψ⟩⟨ψ| for a ket (..., D) (validated: finite, normalised); shape (..., D, D)."""
+    psi = check_ket(psi, name)
+    return psi[..., :, None] * jnp.conj(psi[..., None, :])
+
+
+def werner_state(bell: str | jax.Array, p: float) -> jax.Array:
+    """Werner state (1−p)/4 𝟙 + p |ψ⟩⟨ψ| on a Bell state (name or ket (4,)); valid for −1/3 ≤ p ≤ 1."""
+    if not -1 / 3 <= p <= 1:
+        raise ValueError(f"Werner mixing p must lie in [-1/3, 1], got {p}")
+    ket = bell_state(bell) if isinstance(bell, str) else jnp.asarray(bell)
+    return (1 - p) / 4 * jnp.eye(4, dtype=complex) + p * density_matrix(ket)
+
+
+def thermal_state(H, beta: float) -> jax.Array:
+    """Gibbs state e^{−βH}/Z for a Hermitian (D, D) ``H`` at inverse temperature β ≥ 0 (energy units⁻¹)."""
+    if not beta >= 0:
+        raise ValueError(f"beta must be >= 0, got {beta}")
+    H = check_hamiltonian(H)
+    energies, vectors = jnp.linalg.eigh(H)
+    weights = jnp.exp(-beta * (energies - energies[0]))
+    weights = weights / jnp.sum(weights)
+    return (vectors * weights) @ jnp.conj(vectors.T)
+
+
+def random_ket(key: jax.Array, dim: int) -> jax.Array:
+    """Haar-random normalised ket of shape (dim,) from a ``jax.random`` key."""
+    re, im = jax.random.normal(key, (2, dim))
+    psi = re + 1j * im
+    return psi / jnp.linalg.norm(psi)
+
+
+def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> jax.Array:
+    """Random mixed state G G†/Tr with G of shape (dim, rank) complex Gaussian (Hilbert–Schmidt for rank = dim)."""
+    rank = dim if rank is None else rank
+    if not 1 <= rank <= dim:
+        raise ValueError(f"rank must lie in [1, {dim}], got {rank}")
+    re, im = jax.random.normal(key, (2, dim, rank))
+    g = re + 1j * im
+    rho = g @ jnp.conj(g.T)
+    return rho / jnp.trace(rho)
+
+
+def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
+    """Random Hermitian (GUE-like) matrix of shape (dim, dim), entries of order 1."""
+    re, im = jax.random.normal(key, (2, dim, dim))
+    a = re + 1j * im
+    return (a + jnp.conj(a.T)) / 2
+
+
+def state_from_spectrum(eigenvalues, basis) -> jax.Array:
+    """ϱ = Σ_i λ_i |v_i⟩⟨v_i| from eigenvalues (D,) and orthonormal columns ``basis`` (D, D); validated."""
+    basis = jnp.asarray(basis, dtype=complex)
+    rho = (basis * jnp.asarray(eigenvalues)) @ jnp.conj(basis.T)
+    return check_density_matrix(rho, "rho")
+
+
+def validate_state(rho, dim: int | None = None) -> jax.Array:
+    """Check a density matrix (Hermitian, unit trace, PSD, finite, right shape); ValueError naming the problem."""
+    return check_density_matrix(rho, "rho", dim)
