@@ -17,8 +17,17 @@ def is_concrete(*xs) -> bool:
     return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
 
 
+def concrete_value(x) -> np.ndarray | None:
+    """``x`` as a numpy array when it is concrete (not traced), else None.
+
+    Value checks use numpy: inside a jit trace even operations on constants return tracers.
+    """
+    return np.asarray(x) if is_concrete(x) else None
+
+
 def _finite(x, name: str):
-    if is_concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
+    value = concrete_value(x)
+    if value is not None and not np.all(np.isfinite(value)):
         raise ValueError(f"{name} contains NaN or inf")
 
 
@@ -30,18 +39,21 @@ def check_square(x, name: str, dim: int | None = None):
         raise ValueError(f"{name} has dimension {shape[-1]} but the system has dimension {dim}")
 
 
+def _hermiticity_error(value: np.ndarray) -> float:
+    return float(np.max(np.abs(value - np.conj(np.swapaxes(value, -1, -2)))))
+
+
 def check_hamiltonian(H, name: str = "H", tol: float = HERMITIAN_TOL) -> jax.Array:
     """Validate a dense Hamiltonian (..., d, d): square, finite, Hermitian. Returns it as complex."""
     H = jnp.asarray(H)
     check_square(H, name)
     _finite(H, name)
-    H = H.astype(complex)
-    if is_concrete(H):
-        err = float(jnp.max(jnp.abs(H - jnp.conj(jnp.swapaxes(H, -1, -2)))))
-        scale = max(1.0, float(jnp.max(jnp.abs(H))))
-        if err > tol * scale:
+    value = concrete_value(H)
+    if value is not None:
+        err = _hermiticity_error(value)
+        if err > tol * max(1.0, float(np.max(np.abs(value)))):
             raise ValueError(f"{name} is not Hermitian: max |H - H^†| = {err:.3g}")
-    return H
+    return H.astype(complex)
 
 
 def check_density_matrix(rho, name: str = "rho0", dim: int | None = None, tol: float = STATE_TOL) -> jax.Array:
@@ -49,18 +61,18 @@ def check_density_matrix(rho, name: str = "rho0", dim: int | None = None, tol: f
     rho = jnp.asarray(rho)
     check_square(rho, name, dim)
     _finite(rho, name)
-    rho = rho.astype(complex)
-    if is_concrete(rho):
-        herm = float(jnp.max(jnp.abs(rho - jnp.conj(jnp.swapaxes(rho, -1, -2)))))
+    value = concrete_value(rho)
+    if value is not None:
+        herm = _hermiticity_error(value)
         if herm > tol:
             raise ValueError(f"{name} is not Hermitian: max |rho - rho^†| = {herm:.3g}")
-        trace = np.asarray(jnp.real(jnp.trace(rho, axis1=-2, axis2=-1)))
+        trace = np.real(np.trace(value, axis1=-2, axis2=-1))
         if np.max(np.abs(trace - 1)) > tol:
             raise ValueError(f"{name} must have unit trace, got trace {trace.ravel()[np.argmax(np.abs(trace - 1))]:.10g}")
-        lowest = float(jnp.min(jnp.linalg.eigvalsh(rho)))
+        lowest = float(np.min(np.linalg.eigvalsh(value)))
         if lowest < -tol:
             raise ValueError(f"{name} is not positive semidefinite: smallest eigenvalue {lowest:.3g}")
-    return rho
+    return rho.astype(complex)
 
 
 def check_ket(psi, name: str = "psi0", dim: int | None = None, tol: float = STATE_TOL) -> jax.Array:
@@ -71,12 +83,12 @@ def check_ket(psi, name: str = "psi0", dim: int | None = None, tol: float = STAT
     if dim is not None and psi.shape[-1] != dim:
         raise ValueError(f"{name} has dimension {psi.shape[-1]} but the system has dimension {dim}")
     _finite(psi, name)
-    psi = psi.astype(complex)
-    if is_concrete(psi):
-        norm = np.asarray(jnp.linalg.norm(psi, axis=-1))
+    value = concrete_value(psi)
+    if value is not None:
+        norm = np.linalg.norm(value, axis=-1)
         if np.max(np.abs(norm - 1)) > tol:
             raise ValueError(f"{name} must be normalised, got norm {norm.ravel()[np.argmax(np.abs(norm - 1))]:.10g}")
-    return psi
+    return psi.astype(complex)
 
 
 def check_times(ts, name: str = "ts") -> jax.Array:
@@ -85,7 +97,8 @@ def check_times(ts, name: str = "ts") -> jax.Array:
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {ts.shape}")
     _finite(ts, name)
-    if is_concrete(ts) and ts.shape[0] > 1 and not bool(jnp.all(jnp.diff(ts) > 0)):
+    value = concrete_value(ts)
+    if value is not None and not np.all(np.diff(value) > 0):
         raise ValueError(f"{name} must be strictly increasing")
     return ts
 
@@ -96,7 +109,8 @@ def check_kappa(kappa, name: str = "kappa") -> jax.Array:
     if jnp.iscomplexobj(kappa):
         raise ValueError(f"{name} must be real, got a complex value")
     _finite(kappa, name)
-    if is_concrete(kappa) and bool(jnp.any(kappa < 0)):
+    value = concrete_value(kappa)
+    if value is not None and np.any(value < 0):
         raise ValueError(f"{name} must be >= 0, got {kappa}")
     return kappa.astype(float)
 

@@ -25,15 +25,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._checks import concrete_value
 from .operators import site_dims, spin_matrices
 
 _LEVI_CIVITA = np.zeros((3, 3, 3))
 for _a, _b, _c in [(0, 1, 2), (1, 2, 0), (2, 0, 1)]:
     _LEVI_CIVITA[_a, _b, _c], _LEVI_CIVITA[_a, _c, _b] = 1.0, -1.0
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
 
 
 class SpinModel(eqx.Module):
@@ -72,7 +69,8 @@ class SpinModel(eqx.Module):
         for name, (value, shape) in shapes.items():
             if jnp.shape(value)[-len(shape) :] != shape:
                 raise ValueError(f"SpinModel.{name} must have shape {shape} (trailing), got {jnp.shape(value)}")
-            if _is_concrete(value) and not bool(jnp.all(jnp.isfinite(value))):
+            concrete = concrete_value(value)
+            if concrete is not None and not np.all(np.isfinite(concrete)):
                 raise ValueError(f"SpinModel.{name} contains NaN or inf")
         for i, j in self.bonds:
             if not (0 <= i < n and 0 <= j < n) or i == j:
