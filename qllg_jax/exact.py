@@ -13,22 +13,67 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
+from ._checks import as_array, check_density_matrix, concrete_value, check_finite, check_hamiltonian, check_kappa, check_ket, check_times
+
+
+def _divided_exp(mu, s):
+    """Divided differences F_tij = (e^{s_t μ_i} − e^{s_t μ_j})/(μ_i − μ_j) (→ s_t e^{s_t μ_i} at μ_i = μ_j); (T, d, d).
+
+    Series for |s δ| < 1e-5 (no cancellation), the plain quotient otherwise (each exponential ≤ 1 in size).
+    """
+    delta = mu[:, None] - mu[None, :]
+    z = s[:, None, None] * delta
+    e_i = jnp.exp(s[:, None] * mu[None, :])
+    e_j = e_i[:, None, :]
+    small = jnp.abs(z) < 1e-5
+    safe_delta = jnp.where(small, 1.0, delta)
+    quotient = (e_i[:, :, None] - e_j) / safe_delta
+    series = s[:, None, None] * e_j * (1 + z / 2 + z**2 / 6)
+    return jnp.where(small, series, quotient)
+
+
+@jax.custom_jvp
+def _shifted_exponentials(H, s):
+    """E_t = exp(s_t (H − λ_min)) for Hermitian H (d, d) and complex rates s (T,); shape (T, d, d).
+
+    The custom JVP is the Daleckii–Krein formula dE = V (F ⊙ V†dH V) V† − s dλ_min E (+ ∂_s E ds) with
+    divided differences F: exact and finite at degenerate spectra of H, where differentiating eigh is not.
+    """
+    energies, vectors = jnp.linalg.eigh(H)
+    mu = energies - energies[0]
+    return jnp.einsum("ij,tj,kj->tik", vectors, jnp.exp(s[:, None] * mu[None, :]), jnp.conj(vectors))
+
+
+@_shifted_exponentials.defjvp
+def _shifted_exponentials_jvp(primals, tangents):
+    H, s = primals
+    dH, ds = tangents
+    energies, vectors = jnp.linalg.eigh(H)
+    mu = energies - energies[0]
+    exps = jnp.exp(s[:, None] * mu[None, :])
+    out = jnp.einsum("ij,tj,kj->tik", vectors, exps, jnp.conj(vectors))
+    rotated = jnp.conj(vectors.T) @ dH @ vectors
+    d_lowest = jnp.real(rotated[0, 0])
+    inner = _divided_exp(mu, s) * rotated[None] + (ds[:, None] * mu[None, :] * exps)[:, :, None] * jnp.eye(mu.shape[0])
+    tangent = vectors[None] @ inner @ jnp.conj(vectors.T)[None] - (s * d_lowest)[:, None, None] * out
+    return out, tangent
 
 
 def _propagator_columns(H, W0, ts, kappa):
-    """e^{−iH_eff t} W0 for each t, with energies shifted so the damping factor never overflows; (T, d, r)."""
-    energies, vectors = jnp.linalg.eigh(H)
-    energies = energies - energies[0]
+    """e^{−iH_eff t} W0 for each t, with energies shifted so the damping factor never overflows; (T, d, r).
+
+    Differentiable in H, W0, ts and κ, with finite exact derivatives at degenerate spectra of H.
+    """
     rate = (-1j - kappa) / (1 + kappa**2)
-    phases = jnp.exp(rate * ts[:, None] * energies[None, :])
-    coeffs = jnp.conj(vectors.T) @ W0
-    return jnp.einsum("ij,tj,jr->tir", vectors, phases, coeffs)
+    return _shifted_exponentials(H.astype(complex), (rate * ts).astype(complex)) @ W0
 
 
 def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
-    """Kets ψ(t) of shape (T, d) from eq. 28 for H (d, d), ψ0 (d,), ts (T,), κ ≥ 0 (global phase: that of e^{−iH_eff t})."""
+    """Kets ψ(t) of shape (T, d) from eq. 28 for H (d, d) (energy units E0), ψ0 (d,), ts (T,) (units ħ/E0) and
+    dimensionless κ ≥ 0: ψ(t) = e^{−iH_eff t} ψ0 / ‖·‖ with H_eff = (1 − iκ) H / (1 + κ²) (global phase: that
+    of e^{−iH_eff t})."""
     H = check_hamiltonian(H)
     psi0 = check_ket(psi0, "psi0", H.shape[-1])
     ts, kappa = check_times(ts), check_kappa(kappa)
@@ -37,7 +82,13 @@ def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
 
 
 def projector_exact(H, W0, ts, kappa) -> jax.Array:
-    """Projectors P(t) (T, d, d) onto span e^{−iH_eff t} W0, for W0 (d, r) with independent columns."""
+    """Projectors P(t) (T, d, d) onto span e^{−iH_eff t} W0, for H (d, d), W0 (d, r) with independent
+    columns, ts (T,) in ħ/E0 and κ ≥ 0."""
+    H = check_hamiltonian(H)
+    W0 = check_finite(as_array(W0, "W0"), "W0")
+    if H.ndim != 2 or W0.ndim != 2 or W0.shape[0] != H.shape[-1]:
+        raise ValueError(f"W0 must have shape (d, r) with d = {H.shape[-1]} (H is {H.shape}), got {W0.shape}")
+    ts, kappa = check_times(ts), check_kappa(kappa)
     W = _propagator_columns(H, W0, ts - ts[0], kappa)
     Q, _ = jnp.linalg.qr(W)
     return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
@@ -47,20 +98,29 @@ def two_level_split(rho, tol: float = 1e-9):
     """Write ϱ = a𝟙 + bP (b > 0) if its spectrum has exactly two distinct values (within ``tol``).
 
     Returns (a, b, W) with W (d, r) an orthonormal basis of range(P); raises ValueError otherwise.
+    ``rho``: a density matrix (d, d).
     """
-    p, v = jnp.linalg.eigh(rho)
+    rho = check_density_matrix(rho, "rho")
+    if rho.ndim != 2:
+        raise ValueError(f"rho must be one (d, d) matrix, got shape {rho.shape}")
+    value = concrete_value(rho)  # numpy: also inside a jax.jit trace, where jnp ops on constants are traced
+    if value is None:
+        raise ValueError("rho must be concrete (not traced) to split it as a*1 + b*P; use the dense solver")
+    p, v = np.linalg.eigh(value)
     low, high = float(p[0]), float(p[-1])
     if high - low <= tol:
         raise ValueError("rho is proportional to the identity: it does not evolve")
-    is_high = jnp.abs(p - high) <= tol
-    is_low = jnp.abs(p - low) <= tol
-    if not bool(jnp.all(is_high | is_low)):
+    is_high = np.abs(p - high) <= tol
+    is_low = np.abs(p - low) <= tol
+    if not bool(np.all(is_high | is_low)):
         raise ValueError(f"rho has more than two distinct eigenvalues: {p}")
-    return low, high - low, v[:, is_high]
+    return low, high - low, jnp.asarray(v[:, is_high])
 
 
 def two_level_exact(H, rho0, ts, kappa) -> jax.Array:
-    """ϱ(t) (T, d, d) for ϱ0 = a𝟙 + bP (e.g. Werner states) using the projector solution with κ → κb."""
+    """ϱ(t) (T, d, d) for ϱ0 = a𝟙 + bP (e.g. Werner states) using the projector solution with κ → κb.
+
+    H (d, d) in energy units E0, ϱ0 (d, d), ts (T,) in ħ/E0, κ ≥ 0 dimensionless."""
     H = check_hamiltonian(H)
     rho0 = check_density_matrix(rho0, "rho0", H.shape[-1])
     ts, kappa = check_times(ts), check_kappa(kappa)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import concrete_value
+from ._checks import check_bonds, check_finite, check_hamiltonian, check_positive, check_spins, concrete_value
 from .operators import site_dims, spin_matrices
 
 _LEVI_CIVITA = np.zeros((3, 3, 3))
@@ -121,16 +121,7 @@ class SpinModel(eqx.Module):
         psi = jnp.asarray(psi)
         if psi.shape[0] != self.dim:
             raise ValueError(f"state of leading dimension {psi.shape[0]} does not fit a model of dimension {self.dim}")
-        extra = psi.shape[1:]
-        tensor = psi.reshape(dims + extra)
-        out = jnp.zeros_like(tensor, dtype=jnp.result_type(tensor.dtype, jnp.complex64))
-        for k, h in enumerate(self.site_terms()):
-            out = out + jnp.moveaxis(jnp.tensordot(h, tensor, axes=([1], [k])), 0, k)
-        for (i, j), h in zip(self.bonds, self.bond_terms()):
-            h4 = h.reshape(dims[i], dims[j], dims[i], dims[j])
-            moved = jnp.tensordot(h4, tensor, axes=([2, 3], [i, j]))
-            out = out + jnp.moveaxis(moved, (0, 1), (i, j))
-        return out.reshape(psi.shape)
+        return apply_local_terms(dims, self.bonds, self.site_terms(), self.bond_terms(), psi)
 
     def matrix(self) -> jax.Array:
         """Dense Hamiltonian, complex array of shape (D, D)."""
@@ -140,7 +131,11 @@ class SpinModel(eqx.Module):
         """Classical energy with S_k → s_k m_k for unit vectors ``m`` of shape (N, 3).
 
         For s = 1/2 single-ion anisotropy is a constant in the quantum model and is dropped here too.
+        Returns a scalar in energy units.
         """
+        m = jnp.asarray(m)
+        if m.shape != (self.n_sites, 3):
+            raise ValueError(f"m must have shape ({self.n_sites}, 3) (one vector per site), got {m.shape}")
         s = jnp.asarray(self.spins)
         spin = s[:, None] * m
         zeeman = -jnp.sum(self.field * spin)
@@ -156,6 +151,36 @@ class SpinModel(eqx.Module):
         """Effective field b_eff,k = −(1/s_k) ∂E/∂m_k, shape (N, 3); the classical LLG precesses m_k about it."""
         s = jnp.asarray(self.spins)
         return -jax.grad(self.classical_energy)(m) / s[:, None]
+
+
+def apply_local_terms(dims, bonds, site_terms, bond_terms, psi: jax.Array) -> jax.Array:
+    """H·ψ for H = Σ_k h_k + Σ_b h_b given as one-site (d_k, d_k) and two-site (d_i d_j, d_i d_j) terms.
+
+    ψ: (D,) or (D, r). Precompute the terms once (``SpinModel.site_terms()``, ``.bond_terms()``) when
+    applying H many times, e.g. inside an ODE loop. Never forms a D×D matrix.
+    """
+    # Each local term acts on a reshaped view (L, d_i, M, d_j, R) as a sum of broadcast products
+    # (elementwise, fused by XLA; no transposes of the D-sized state): ~6x faster at N = 20 than
+    # tensordot + moveaxis.
+    columns = math.prod(psi.shape[1:])
+    flat = psi.reshape(-1)
+    out = jnp.zeros(flat.shape, dtype=jnp.result_type(flat.dtype, jnp.complex64))
+    for k, h in enumerate(site_terms):
+        x = flat.reshape(math.prod(dims[:k]), dims[k], math.prod(dims[k + 1 :]) * columns)
+        out = out + sum(h[:, b][None, :, None] * x[:, b : b + 1, :] for b in range(dims[k])).reshape(-1)
+    for (i, j), h in zip(bonds, bond_terms):
+        h4 = h.reshape(dims[i], dims[j], dims[i], dims[j])
+        if i > j:
+            i, j, h4 = j, i, h4.transpose(1, 0, 3, 2)
+        shape = (math.prod(dims[:i]), dims[i], math.prod(dims[i + 1 : j]), dims[j], math.prod(dims[j + 1 :]) * columns)
+        x = flat.reshape(shape)
+        terms = (
+            h4[:, :, b, c][None, :, None, :, None] * x[:, b : b + 1, :, c : c + 1, :]
+            for b in range(dims[i])
+            for c in range(dims[j])
+        )
+        out = out + sum(terms).reshape(-1)
+    return out.reshape(psi.shape)
 
 
 def _per_site(value, n: int, name: str, shape=(3,)):
@@ -187,14 +212,13 @@ def spin_model(
         exchange: J, scalar or (nb,). dmi: D, (3,) or (nb, 3). anisotropic_exchange: Γ, (3, 3) or (nb, 3, 3).
         anisotropy: K, scalar or (N,). anisotropy_axis: n, (3,) or (N, 3) (normalised here).
     """
-    spins = tuple(float(s) for s in spins)
+    spins = check_spins(spins)
+    bonds = check_bonds(bonds, len(spins))
     n, nb = len(spins), len(bonds)
-    if n == 0:
-        raise ValueError("spins must list at least one site")
     axis = _per_site(anisotropy_axis, n, "anisotropy_axis")
     return SpinModel(
         spins=spins,
-        bonds=tuple((int(i), int(j)) for i, j in bonds),
+        bonds=bonds,
         field=_per_site(field, n, "field"),
         exchange=_per_site(exchange, nb, "exchange", ()),
         dmi=_per_site(dmi, nb, "dmi"),
@@ -205,7 +229,10 @@ def spin_model(
 
 
 def chain_bonds(n: int, periodic: bool = False) -> tuple[tuple[int, int], ...]:
-    """Nearest-neighbour bonds (k, k+1) of an n-site chain; with ``periodic`` also (n−1, 0)."""
+    """Nearest-neighbour bonds (k, k+1) of an n-site chain (n ≥ 1); with ``periodic`` also (n−1, 0).
+
+    Returns a tuple of nb integer pairs (nb = n − 1, or n when periodic and n > 2)."""
+    n = check_positive(n, "n", integer=True)
     bonds = [(k, k + 1) for k in range(n - 1)]
     if periodic and n > 2:
         bonds.append((n - 1, 0))
@@ -213,12 +240,16 @@ def chain_bonds(n: int, periodic: bool = False) -> tuple[tuple[int, int], ...]:
 
 
 def chain_model(n: int, *, exchange=1.0, dmi=None, field=None, spin: float = 0.5, periodic=False, **terms) -> SpinModel:
-    """An n-site chain with nearest-neighbour exchange/DMI; other :func:`spin_model` terms pass through."""
+    """An n-site chain with nearest-neighbour exchange/DMI; other :func:`spin_model` terms pass through.
+
+    ``exchange`` J: scalar or (nb,); ``dmi``: (3,) or (nb, 3); ``field`` b: (3,) or (n, 3); all in energy
+    units E0. The resulting :class:`SpinModel` has dimension D = (2s + 1)^n.
+    """
     return spin_model([spin] * n, bonds=chain_bonds(n, periodic), exchange=exchange, dmi=dmi, field=field, **terms)
 
 
 def dimer_model(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0), spin: float = 0.5) -> SpinModel:
-    r"""The paper's dimer (eq. 8) in units E0 = μ_B·B0, as a :class:`SpinModel`.
+    r"""The paper's dimer (eq. 8) in units E0 = μ_B·B0, as a :class:`SpinModel` (``B``, ``D``: (3,); ``J``: scalar).
 
     .. math:: H = -2\,\mathbf B\cdot(\mathbf S_1+\mathbf S_2) + 4J\,\mathbf S_1\cdot\mathbf S_2
               + 4\mathbf D\cdot(\mathbf S_1\times\mathbf S_2),
@@ -228,7 +259,12 @@ def dimer_model(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0), spin: float = 0.5) 
     B, D = jnp.asarray(B, dtype=float), jnp.asarray(D, dtype=float)
     if B.shape != (3,) or D.shape != (3,):
         raise ValueError(f"B and D must be 3-vectors, got shapes {B.shape} and {D.shape}")
-    return spin_model([spin, spin], field=2 * B, bonds=[(0, 1)], exchange=4 * jnp.asarray(J, dtype=float), dmi=4 * D)
+    J = jnp.asarray(J, dtype=float)
+    if J.shape != ():
+        raise ValueError(f"J must be a scalar, got shape {J.shape}")
+    for name, value in (("B", B), ("J", J), ("D", D)):
+        check_finite(value, name)
+    return spin_model([spin, spin], field=2 * B, bonds=[(0, 1)], exchange=4 * J, dmi=4 * D)
 
 
 def dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0)) -> jax.Array:
@@ -243,7 +279,8 @@ def dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.0)) -> jax.Array:
 
 
 def as_matrix(hamiltonian) -> jax.Array:
-    """A dense (D, D) matrix from a :class:`SpinModel` or an array-like (returned as complex)."""
+    """A dense Hermitian (D, D) matrix (complex) from a :class:`SpinModel`, an array-like or a ``qutip.Qobj``
+    (validated: square, finite, Hermitian; a batch (..., D, D) passes through)."""
     if isinstance(hamiltonian, SpinModel):
         return hamiltonian.matrix()
-    return jnp.asarray(hamiltonian, dtype=complex)
+    return check_hamiltonian(hamiltonian, "hamiltonian")

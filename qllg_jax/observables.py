@@ -12,37 +12,64 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
+from ._checks import as_array, check_hamiltonian, check_spins, check_square, check_state
 from .operators import pauli_matrices, spin_dim, spin_matrices
 
 
 def expectation(rho: jax.Array, op: jax.Array) -> jax.Array:
-    """Re Tr(ϱ A) for Hermitian A (D, D); shape (...,)."""
+    """Re Tr(ϱ A) for ϱ (..., D, D) and Hermitian A (D, D); shape (...,)."""
+    rho = check_state(rho, "rho")
+    op = as_array(op, "op")
+    check_square(op, "op", rho.shape[-1])
     return jnp.real(jnp.einsum("...ij,ji->...", rho, op))
 
 
 def energy(rho: jax.Array, H: jax.Array) -> jax.Array:
-    """Tr(ϱ H) in energy units; shape (...,)."""
+    """Tr(ϱ H) in energy units for ϱ (..., D, D), H (D, D); shape (...,)."""
     return expectation(rho, H)
 
 
 def trace(rho: jax.Array) -> jax.Array:
-    """Re Tr ϱ; shape (...,)."""
+    """Re Tr ϱ for ϱ (..., D, D); shape (...,)."""
+    rho = check_state(rho, "rho")
     return jnp.real(jnp.trace(rho, axis1=-2, axis2=-1))
 
 
 def purity(rho: jax.Array) -> jax.Array:
-    """Tr ϱ² (= Σ|ϱ_ij|² for Hermitian ϱ); shape (...,)."""
+    """Tr ϱ² (= Σ|ϱ_ij|² for Hermitian ϱ (..., D, D)); shape (...,)."""
+    rho = check_state(rho, "rho")
     return jnp.sum(jnp.abs(rho) ** 2, axis=(-2, -1))
 
 
 def hermiticity_error(rho: jax.Array) -> jax.Array:
-    """max |ϱ − ϱ†|; shape (...,)."""
+    """max |ϱ − ϱ†| for ϱ (..., D, D); shape (...,)."""
+    rho = check_state(rho, "rho")
     return jnp.max(jnp.abs(rho - jnp.conj(jnp.swapaxes(rho, -1, -2))), axis=(-2, -1))
 
 
 def spectrum(rho: jax.Array) -> jax.Array:
-    """Eigenvalues of ϱ in ascending order; shape (..., D)."""
-    return jnp.linalg.eigvalsh(rho)
+    """Eigenvalues of Hermitian ϱ (..., D, D) in ascending order; shape (..., D)."""
+    rho = check_state(rho, "rho")
+    return eigvalsh(rho)
+
+
+@jax.custom_jvp
+def eigvalsh(a: jax.Array) -> jax.Array:
+    """Eigenvalues (ascending) of Hermitian a (..., n, n), shape (..., n), with a first-order-perturbation JVP.
+
+    The tangent is dλ_i = Re(V† dA V)_ii, computed without the eigenvector derivative (whose 1/(λ_i − λ_j)
+    factors make plain ``jnp.linalg.eigvalsh`` gradients NaN at repeated eigenvalues). Exact for simple
+    eigenvalues; at a repeated eigenvalue, where λ_i(A) is not differentiable, it is finite and equals the
+    derivative of the eigenvalue path along the basis ``eigh`` returns (a one-sided directional derivative).
+    """
+    return jnp.linalg.eigvalsh(a)
+
+
+@eigvalsh.defjvp
+def _eigvalsh_jvp(primals, tangents):
+    (a,), (da,) = primals, tangents
+    w, v = jnp.linalg.eigh(a)
+    return w, jnp.real(jnp.einsum("...ji,...jk,...ki->...i", jnp.conj(v), da, v))
 
 
 def renyi_entropy(rho: jax.Array, alpha: float = 2.0) -> jax.Array:
@@ -54,7 +81,7 @@ def renyi_entropy(rho: jax.Array, alpha: float = 2.0) -> jax.Array:
 
 
 def von_neumann_entropy(rho: jax.Array) -> jax.Array:
-    """S = −Tr ϱ ln ϱ (nats); shape (...,)."""
+    """S = −Tr ϱ ln ϱ (nats) for ϱ (..., D, D); shape (...,)."""
     p = jnp.clip(spectrum(rho), 0.0, None)
     safe = jnp.where(p > 0, p, 1.0)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=-1)
@@ -62,8 +89,11 @@ def von_neumann_entropy(rho: jax.Array) -> jax.Array:
 
 def partial_trace(rho: jax.Array, dims: Sequence[int], keep: Sequence[int]) -> jax.Array:
     """Reduced density matrix on the sites ``keep`` (in increasing order); shape (..., Π d_keep, Π d_keep)."""
-    dims, keep = tuple(dims), sorted(keep)
+    rho = check_state(rho, "rho")
+    dims, keep = tuple(int(k) for k in dims), sorted(int(k) for k in keep)
     n = len(dims)
+    if not keep or len(set(keep)) != len(keep) or not all(0 <= k < n for k in keep):
+        raise ValueError(f"keep must list distinct sites in [0, {n}), got {keep}")
     if math.prod(dims) != rho.shape[-1]:
         raise ValueError(f"dims {dims} do not multiply to the state dimension {rho.shape[-1]}")
     batch = rho.shape[:-2]
@@ -77,7 +107,9 @@ def partial_trace(rho: jax.Array, dims: Sequence[int], keep: Sequence[int]) -> j
 
 
 def spin_expectations(rho: jax.Array, spins: Sequence[float]) -> jax.Array:
-    """⟨S_k⟩ for every site k (ħ = 1); shape (..., N, 3)."""
+    """⟨S_k⟩ for every site k (ħ = 1) of ϱ (..., D, D), D = Π(2s_k + 1); shape (..., N, 3)."""
+    rho = check_state(rho, "rho")
+    spins = check_spins(spins)
     dims = tuple(spin_dim(s) for s in spins)
     out = []
     for k, s in enumerate(spins):
@@ -89,8 +121,9 @@ def spin_expectations(rho: jax.Array, spins: Sequence[float]) -> jax.Array:
 def bloch_vectors(rho: jax.Array, spins: Sequence[float] | None = None) -> jax.Array:
     """Normalised spin vectors ⟨S_k⟩/s_k, i.e. Bloch vectors r_k = Tr(ϱ_k σ) for spin 1/2; shape (..., N, 3).
 
-    ``spins`` defaults to all spin-1/2 (N = log2 D).
+    ``spins`` defaults to all spin-1/2 (N = log2 D). ϱ: (..., D, D).
     """
+    rho = check_state(rho, "rho")
     if spins is None:
         n = round(math.log2(rho.shape[-1]))
         if 2**n != rho.shape[-1]:
@@ -100,32 +133,42 @@ def bloch_vectors(rho: jax.Array, spins: Sequence[float] | None = None) -> jax.A
 
 
 def _two_qubit_check(rho):
+    rho = check_state(rho, "rho")
     if rho.shape[-2:] != (4, 4):
-        raise ValueError(f"this observable needs a two-qubit state of shape (..., 4, 4), got {rho.shape}")
+        raise ValueError(f"rho: this observable needs a two-qubit state of shape (..., 4, 4), got {rho.shape}")
+    return rho
 
 
 def correlation_matrix(rho: jax.Array) -> jax.Array:
-    """Two-qubit correlation matrix T_kl = Tr(ϱ σ_k⊗σ_l); shape (..., 3, 3)."""
-    _two_qubit_check(rho)
+    """Two-qubit correlation matrix T_kl = Tr(ϱ σ_k⊗σ_l) for ϱ (..., 4, 4); shape (..., 3, 3)."""
+    rho = _two_qubit_check(rho)
     sigma = pauli_matrices()
     pairs = jnp.einsum("aij,bkl->abikjl", sigma, sigma).reshape(3, 3, 4, 4)
     return jnp.real(jnp.einsum("...ij,abji->...ab", rho, pairs))
 
 
 def bell_nonlocality(rho: jax.Array) -> jax.Array:
-    """B(ϱ) = sqrt(max(u1 + u2 − 1, 0)), u1 ≥ u2 the largest eigenvalues of TᵀT; in [0, 1]; shape (...,)."""
+    """B(ϱ) = sqrt(max(u1 + u2 − 1, 0)), u1 ≥ u2 the largest eigenvalues of TᵀT; in [0, 1].
+
+    ϱ: two-qubit state (..., 4, 4); returns shape (...,).
+
+    Gradients are finite everywhere: exact where u2 > u3 and B > 0 (B is smooth there); at u2 = u3 (e.g.
+    Werner states, TᵀT ∝ 𝟙) u1 + u2 has only one-sided derivatives and the value returned is that of
+    :func:`eigvalsh`; at B = 0 (where √ has an infinite slope) the gradient is set to 0.
+    """
     t = correlation_matrix(rho)
-    u = jnp.linalg.eigvalsh(jnp.swapaxes(t, -1, -2) @ t)
+    u = eigvalsh(jnp.swapaxes(t, -1, -2) @ t)
     excess = u[..., -1] + u[..., -2] - 1
-    return jnp.sqrt(jnp.where(excess > 0, excess, 0.0))
+    positive = excess > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, excess, 1.0)), 0.0)
 
 
 def concurrence(rho: jax.Array) -> jax.Array:
-    """Wootters concurrence of a two-qubit state; shape (...,).
+    """Wootters concurrence of a two-qubit state ϱ (..., 4, 4); shape (...,).
 
     C = max(0, μ1 − μ2 − μ3 − μ4), μ_i the decreasing eigenvalues of sqrt(√ϱ ϱ̃ √ϱ), ϱ̃ = σ_y⊗σ_y ϱ* σ_y⊗σ_y.
     """
-    _two_qubit_check(rho)
+    rho = _two_qubit_check(rho)
     sy = pauli_matrices()[1]
     yy = jnp.kron(sy, sy)
     tilde = yy @ jnp.conj(rho) @ yy
@@ -136,13 +179,23 @@ def concurrence(rho: jax.Array) -> jax.Array:
 
 
 def passive_energy(rho: jax.Array, H: jax.Array) -> jax.Array:
-    """Lowest energy Σ_i λ_i↓ E_i↑ reachable at ϱ's spectrum (the passive state's energy); shape (...,)."""
+    """Lowest energy Σ_i λ_i↓ E_i↑ reachable at ϱ's spectrum (the passive state's energy), energy units.
+
+    ϱ: (..., D, D); H: Hermitian (D, D); returns shape (...,).
+    """
+    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    check_square(H, "H", rho.shape[-1])
     p = spectrum(rho)[..., ::-1]
-    return jnp.sum(p * jnp.linalg.eigvalsh(H), axis=-1)
+    return jnp.sum(p * eigvalsh(H), axis=-1)
 
 
 def passive_state(rho: jax.Array, H: jax.Array) -> jax.Array:
-    """The passive state Σ_i λ_i↓ |E_i↑⟩⟨E_i↑| (lowest energy with ϱ's spectrum): q-LLG's generic long-time limit."""
+    """The passive state Σ_i λ_i↓ |E_i↑⟩⟨E_i↑| (lowest energy with ϱ's spectrum): q-LLG's generic long-time limit.
+
+    ϱ: (..., D, D); H: Hermitian (D, D); returns (..., D, D).
+    """
+    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    check_square(H, "H", rho.shape[-1])
     p = spectrum(rho)[..., ::-1]
     _, vectors = jnp.linalg.eigh(H)
     return (vectors * p[..., None, :]) @ jnp.conj(jnp.swapaxes(vectors, -1, -2))

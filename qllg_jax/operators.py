@@ -22,7 +22,7 @@ def _check_spin(s: float) -> float:
 
 
 def spin_dim(s: float) -> int:
-    """Hilbert-space dimension 2s + 1 of one spin s."""
+    """Hilbert-space dimension 2s + 1 (an int) of one spin s (a positive multiple of 1/2)."""
     return round(2 * _check_spin(s)) + 1
 
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_density_matrix, check_hamiltonian, check_ket
+from ._checks import as_array, check_density_matrix, concrete_value, check_hamiltonian, check_ket, check_positive, check_spins
 from .operators import spin_dim, spin_matrices
 
 BELL_STATES = ("phi+", "phi-", "psi+", "psi-")
@@ -29,7 +29,8 @@ def basis_state(s: float, m: float) -> jax.Array:
 def coherent_state(s: float, direction) -> jax.Array:
     """Spin-coherent state |n⟩ = e^{−iφS_z} e^{−iθS_y}|s, s⟩ with ⟨S⟩ = s n; ``direction`` (3,), any length > 0."""
     n = jnp.asarray(direction, dtype=float)
-    if n.shape != (3,) or float(jnp.linalg.norm(n)) == 0:
+    value = concrete_value(n)  # a traced direction (differentiating w.r.t. angles) is only shape-checked
+    if n.shape != (3,) or (value is not None and (not np.all(np.isfinite(value)) or float(np.linalg.norm(value)) == 0)):
         raise ValueError(f"direction must be a non-zero 3-vector, got {direction!r}")
     n = n / jnp.linalg.norm(n)
     theta, phi = jnp.arccos(jnp.clip(n[2], -1, 1)), jnp.arctan2(n[1], n[0])
@@ -39,15 +40,21 @@ def coherent_state(s: float, direction) -> jax.Array:
 
 
 def product_state(kets: Sequence) -> jax.Array:
-    """Kronecker product of one-site kets (site 0 leftmost); shape (Π d_k,)."""
+    """Kronecker product of normalised one-site kets (each (d_k,); site 0 leftmost); shape (Π d_k,)."""
+    if len(kets) == 0:
+        raise ValueError("kets must list at least one ket")
     out = jnp.ones(1, dtype=complex)
-    for ket in kets:
-        out = jnp.kron(out, jnp.asarray(ket, dtype=complex))
+    for k, ket in enumerate(kets):
+        ket = check_ket(ket, f"kets[{k}]")
+        if ket.ndim != 1:
+            raise ValueError(f"kets[{k}] must be a vector (d,), got shape {ket.shape}")
+        out = jnp.kron(out, ket)
     return out
 
 
 def coherent_product_state(spins: Sequence[float], directions) -> jax.Array:
-    """⊗_k |n_k⟩ for spins s_k along ``directions`` of shape (N, 3)."""
+    """⊗_k |n_k⟩ for spins s_k (length N) along ``directions`` of shape (N, 3); shape (Π(2s_k + 1),)."""
+    spins = check_spins(spins)
     directions = np.asarray(directions, dtype=float)
     if directions.shape != (len(spins), 3):
         raise ValueError(f"directions must have shape ({len(spins)}, 3), got {directions.shape}")
@@ -79,18 +86,22 @@ def density_matrix(psi, name: str = "psi") -> jax.Array:
 
 
 def werner_state(bell: str | jax.Array, p: float) -> jax.Array:
-    """Werner state (1−p)/4 𝟙 + p |ψ⟩⟨ψ| on a Bell state (name or ket (4,)); valid for −1/3 ≤ p ≤ 1."""
-    if not -1 / 3 <= p <= 1:
-        raise ValueError(f"Werner mixing p must lie in [-1/3, 1], got {p}")
-    ket = bell_state(bell) if isinstance(bell, str) else jnp.asarray(bell)
+    """Werner state (1−p)/4 𝟙 + p |ψ⟩⟨ψ|, shape (4, 4), on a Bell state (name or ket (4,)); −1/3 ≤ p ≤ 1."""
+    p_value = concrete_value(p)  # a traced p (jax.grad/jit/vmap over p) is not range-checked
+    if p_value is not None and (np.ndim(p_value) != 0 or not -1 / 3 <= float(p_value) <= 1):
+        raise ValueError(f"Werner mixing p must be a scalar in [-1/3, 1], got {p}")
+    ket = bell_state(bell) if isinstance(bell, str) else check_ket(bell, "bell", 4)
+    if ket.shape != (4,):
+        raise ValueError(f"bell must be a Bell state name or a two-qubit ket (4,), got shape {ket.shape}")
     return (1 - p) / 4 * jnp.eye(4, dtype=complex) + p * density_matrix(ket)
 
 
 def thermal_state(H, beta: float) -> jax.Array:
-    """Gibbs state e^{−βH}/Z for a Hermitian (D, D) ``H`` at inverse temperature β ≥ 0 (energy units⁻¹)."""
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta}")
+    """Gibbs state e^{−βH}/Z, shape (D, D), for a Hermitian (D, D) ``H`` at inverse temperature β ≥ 0 (energy units⁻¹)."""
+    beta = check_positive(beta, "beta", allow_zero=True)
     H = check_hamiltonian(H)
+    if H.ndim != 2:
+        raise ValueError(f"H must be one (D, D) matrix, got shape {H.shape}")
     energies, vectors = jnp.linalg.eigh(H)
     weights = jnp.exp(-beta * (energies - energies[0]))
     weights = weights / jnp.sum(weights)
@@ -99,6 +110,7 @@ def thermal_state(H, beta: float) -> jax.Array:
 
 def random_ket(key: jax.Array, dim: int) -> jax.Array:
     """Haar-random normalised ket of shape (dim,) from a ``jax.random`` key."""
+    dim = check_positive(dim, "dim", integer=True)
     re, im = jax.random.normal(key, (2, dim))
     psi = re + 1j * im
     return psi / jnp.linalg.norm(psi)
@@ -106,7 +118,8 @@ def random_ket(key: jax.Array, dim: int) -> jax.Array:
 
 def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> jax.Array:
     """Random mixed state G G†/Tr with G of shape (dim, rank) complex Gaussian (Hilbert–Schmidt for rank = dim)."""
-    rank = dim if rank is None else rank
+    dim = check_positive(dim, "dim", integer=True)
+    rank = dim if rank is None else check_positive(rank, "rank", integer=True)
     if not 1 <= rank <= dim:
         raise ValueError(f"rank must lie in [1, {dim}], got {rank}")
     re, im = jax.random.normal(key, (2, dim, rank))
@@ -117,6 +130,7 @@ def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> 
 
 def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
     """Random Hermitian (GUE-like) matrix of shape (dim, dim), entries of order 1."""
+    dim = check_positive(dim, "dim", integer=True)
     re, im = jax.random.normal(key, (2, dim, dim))
     a = re + 1j * im
     return (a + jnp.conj(a.T)) / 2
@@ -124,7 +138,7 @@ def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
 
 def state_from_spectrum(eigenvalues, basis) -> jax.Array:
     """ϱ = Σ_i λ_i |v_i⟩⟨v_i| from eigenvalues (D,) and orthonormal columns ``basis`` (D, D); validated."""
-    basis = jnp.asarray(basis, dtype=complex)
+    basis = as_array(basis, "basis").astype(complex)
     rho = (basis * jnp.asarray(eigenvalues)) @ jnp.conj(basis.T)
     return check_density_matrix(rho, "rho")
 

@@ -38,6 +38,7 @@ class Units(eqx.Module):
         return meV / self.energy_meV
 
     def energy_to_meV(self, e):
+        """Dimensionless energy (units of E0) → meV; scalars or arrays of any shape."""
         return e * self.energy_meV
 
     def field(self, tesla, g: float = 2.0):
@@ -57,4 +58,5 @@ class Units(eqx.Module):
         return ps / self.time_ps
 
     def time_to_ps(self, t):
+        """Dimensionless time (units of ħ/E0) → ps; scalars or arrays of any shape."""
         return t * self.time_ps

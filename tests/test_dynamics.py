@@ -30,7 +30,7 @@ def test_pure_state_matches_eq28(system, key):
         H, psi0 = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0.6)), q.up_down_state()
     else:
         H, psi0 = random_spin_hamiltonian(key), q.random_ket(jax.random.fold_in(key, 1), 8)
-    result = q.solve(H, psi0, TS, KAPPA)
+    result = q.solve(H, psi0, TS, KAPPA, method="dense")
     exact = q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))
     assert float(jnp.max(jnp.abs(result.states - exact))) <= 1e-8
     assert bool(result.success) and int(result.stats["num_accepted_steps"]) > 0
@@ -54,7 +54,7 @@ def test_single_spin_is_classical_llg(s):
     rho0 = (jnp.eye(d) + eta_len * jnp.einsum("a,aij->ij", n0, S)) / d
     H = -b * S[2]
     ts = jnp.linspace(0, 10, 51)
-    rho = q.solve(H, rho0, ts, KAPPA, rtol=1e-10, atol=1e-12).states
+    rho = q.solve(H, rho0, ts, KAPPA, rtol=1e-10, atol=1e-12, method="dense").states
     eta = eta_of(rho, s)
     alpha = KAPPA * eta_len / (2 * s + 1)
     nz = np.tanh(alpha * b * ts / (1 + alpha**2) + np.arctanh(np.cos(theta0)))
@@ -69,8 +69,8 @@ def test_single_spin_is_classical_llg(s):
 
 def test_pure_qllg_equals_rescaled_qll(key):
     H, psi0 = random_spin_hamiltonian(key), q.random_ket(jax.random.fold_in(key, 2), 8)
-    qllg = q.solve(H, psi0, TS, KAPPA, rtol=1e-10, atol=1e-12).states
-    qll = q.solve(H, psi0, TS / (1 + KAPPA**2), KAPPA, equation="qll", rtol=1e-10, atol=1e-12).states
+    qllg = q.solve(H, psi0, TS, KAPPA, rtol=1e-10, atol=1e-12, method="dense").states
+    qll = q.solve(H, psi0, TS / (1 + KAPPA**2), KAPPA, equation="qll", rtol=1e-10, atol=1e-12, method="dense").states
     np.testing.assert_allclose(qllg, qll, atol=1e-8)
 
 
@@ -79,7 +79,7 @@ def test_invariants_of_mixed_states(n_spins, key):
     d = 2**n_spins
     H = q.dimer_hamiltonian((0.4, -0.3, 1.0), 0.7, (0.1, 0.2, 0.6)) if n_spins == 2 else random_spin_hamiltonian(key)
     rho0 = q.random_density_matrix(jax.random.fold_in(key, n_spins), d)
-    result = q.solve(H, rho0, TS, KAPPA, rtol=1e-10, atol=1e-12)
+    result = q.solve(H, rho0, TS, KAPPA, rtol=1e-10, atol=1e-12, method="dense")
     spec0 = np.linalg.eigvalsh(np.asarray(rho0))
     assert np.max(np.abs(np.linalg.eigvalsh(np.asarray(result.states)) - spec0)) <= 1e-9
     assert np.max(np.abs(q.purity(result.states) - np.sum(spec0**2))) <= 1e-9
@@ -94,7 +94,7 @@ def test_invariants_of_mixed_states(n_spins, key):
 def test_generic_state_relaxes_to_passive_state(key):
     H = q.dimer_hamiltonian((0.4, -0.3, 1.0), 0.7, (0.1, 0.2, 0.6))
     rho0 = q.random_density_matrix(key, 4)
-    final = q.solve(H, rho0, jnp.array([0.0, 300.0]), 1.0, rtol=1e-10, atol=1e-12).states[-1]
+    final = q.solve(H, rho0, jnp.array([0.0, 300.0]), 1.0, rtol=1e-10, atol=1e-12, method="dense").states[-1]
     assert float(q.energy(final, H)) == pytest.approx(float(q.passive_energy(rho0, H)), abs=1e-7)
     np.testing.assert_allclose(final, q.passive_state(rho0, H), atol=1e-5)
 
@@ -103,7 +103,7 @@ def test_kappa_zero_is_unitary(key):
     H = random_spin_hamiltonian(key)
     rho0 = q.random_density_matrix(jax.random.fold_in(key, 3), 8)
     for equation, kappa in [("qllg", 0.0), ("von_neumann", 0.7)]:
-        states = q.solve(H, rho0, TS, kappa, equation=equation, rtol=1e-10, atol=1e-12).states
+        states = q.solve(H, rho0, TS, kappa, equation=equation, rtol=1e-10, atol=1e-12, method="dense").states
         for t, rho in zip(TS[::10], states[::10]):
             U = scipy.linalg.expm(-1j * float(t) * np.asarray(H))
             np.testing.assert_allclose(rho, U @ np.asarray(rho0) @ U.conj().T, atol=1e-8)
@@ -117,15 +117,15 @@ def test_mixed_qllg_and_qll_differ():
     lhs = rho_dot + KAPPA**2 * commutator(rho0, commutator(rho0, rho_dot))
     ratio = jnp.vdot(rho_dot, lhs) / jnp.vdot(rho_dot, rho_dot)
     assert float(jnp.max(jnp.abs(lhs - ratio * rho_dot))) > 1e-2
-    qllg = q.solve(H, rho0, TS, KAPPA).states
+    qllg = q.solve(H, rho0, TS, KAPPA, method="dense").states
     for scale in (1.0, 1 + KAPPA**2):
-        qll = q.solve(H, rho0, TS / scale, KAPPA, equation="qll").states
+        qll = q.solve(H, rho0, TS / scale, KAPPA, equation="qll", method="dense").states
         assert float(jnp.max(jnp.abs(qllg - qll))) > 1e-2
 
 
 def test_paper_fig2a_afm_dimer_becomes_singlet():
     H = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0))
-    result = q.solve(H, q.up_down_state(), jnp.array([0.0, 10.0, 40.0]), KAPPA)
+    result = q.solve(H, q.up_down_state(), jnp.array([0.0, 10.0, 40.0]), KAPPA, method="dense")
     np.testing.assert_allclose(q.correlation_matrix(result.states[-1]), -np.eye(3), atol=1e-6)
     np.testing.assert_allclose(q.bloch_vectors(result.states[-1]), np.zeros((2, 3)), atol=1e-6)
     assert float(q.bell_nonlocality(result.states[-1])) == pytest.approx(1.0, abs=1e-6)
@@ -134,7 +134,7 @@ def test_paper_fig2a_afm_dimer_becomes_singlet():
 def test_werner_two_level_reduction():
     H = q.dimer_hamiltonian(np.ones(3) / np.sqrt(3), 1.0, (0, 0, 0.4))
     rho0 = q.werner_state("psi+", 0.9)
-    dense = q.solve(H, rho0, TS, KAPPA, rtol=1e-10, atol=1e-12).states
+    dense = q.solve(H, rho0, TS, KAPPA, rtol=1e-10, atol=1e-12, method="dense").states
     np.testing.assert_allclose(dense, q.two_level_exact(H, rho0, TS, KAPPA), atol=1e-8)
 
 
@@ -156,8 +156,8 @@ def test_linear_solve_strategies(strategy, key):
 def test_strategies_agree_along_trajectory(strategy, key):
     H = random_spin_hamiltonian(key)
     rho0 = q.random_density_matrix(key, 8, rank=3)
-    ref = q.solve(H, rho0, TS, KAPPA, strategy="kron", rtol=1e-10, atol=1e-12).states
-    other = q.solve(H, rho0, TS, KAPPA, strategy=strategy, rtol=1e-10, atol=1e-12).states
+    ref = q.solve(H, rho0, TS, KAPPA, strategy="kron", rtol=1e-10, atol=1e-12, method="dense").states
+    other = q.solve(H, rho0, TS, KAPPA, strategy=strategy, rtol=1e-10, atol=1e-12, method="dense").states
     np.testing.assert_allclose(other, ref, atol=1e-8)
 
 
@@ -165,7 +165,7 @@ def test_complex_state_integration_matches(key):
     H = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0.6))
     psi0 = q.up_down_state()
     with pytest.warns(UserWarning, match="Complex"):
-        states = q.solve(H, psi0, TS, KAPPA, complex_state=True).states
+        states = q.solve(H, psi0, TS, KAPPA, complex_state=True, method="dense").states
     np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=1e-8)
 
 
@@ -174,7 +174,7 @@ def test_higher_order_solver_and_observables_only():
     psi0 = q.up_down_state()
     result = q.solve(
         H, psi0, TS, KAPPA, solver=diffrax.Dopri8(), rtol=1e-10, atol=1e-12, save_states=False,
-        observables={"bloch": q.bloch_vectors, "sz1": q.embed(q.pauli_matrices()[2], 0, (2, 2))},
+        observables={"bloch": q.bloch_vectors, "sz1": q.embed(q.pauli_matrices()[2], 0, (2, 2))}, method="dense"
     )
     assert result.states is None
     exact = q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))
@@ -187,12 +187,12 @@ def test_batched_solve_vmaps_hamiltonians_and_states():
     Js = jnp.array([-1.0, 0.5, 1.0])
     Hs = jax.vmap(lambda J: q.dimer_hamiltonian((1, 0, 0), J, (0, 0, 0.3)))(Js)
     psi0 = q.up_down_state()
-    batched = q.solve(Hs, psi0, TS, KAPPA)
+    batched = q.solve(Hs, psi0, TS, KAPPA, method="dense")
     assert batched.states.shape == (3, len(TS), 4, 4)
     for H, states in zip(Hs, batched.states):
         np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=1e-8)
     rhos = jnp.stack([q.werner_state(b, 0.9) for b in q.BELL_STATES])
-    via_vmap = jax.vmap(lambda r: q.solve(Hs[0], r, TS, KAPPA).states)(rhos)
+    via_vmap = jax.vmap(lambda r: q.solve(Hs[0], r, TS, KAPPA, method="dense").states)(rhos)
     for rho0, states in zip(rhos, via_vmap):
         np.testing.assert_allclose(states, q.two_level_exact(Hs[0], rho0, TS, KAPPA), atol=1e-8)
 
@@ -203,7 +203,7 @@ def test_solve_under_jit():
     @jax.jit
     def final_nonlocality(J):
         H = q.dimer_hamiltonian((1, 0, 0), J, (0, 0, 0))
-        return q.bell_nonlocality(q.solve(H, psi0, TS, KAPPA).states[-1])
+        return q.bell_nonlocality(q.solve(H, psi0, TS, KAPPA, method="dense").states[-1])
 
     H = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0))
     expected = q.bell_nonlocality(q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))[-1])
@@ -213,8 +213,8 @@ def test_solve_under_jit():
 def test_max_steps_is_a_clear_error():
     H = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0))
     with pytest.raises(q.SolveError, match="max_steps"):
-        q.solve(H, q.up_down_state(), TS, KAPPA, max_steps=5)
-    result = q.solve(H, q.up_down_state(), TS, KAPPA, max_steps=5, throw=False)
+        q.solve(H, q.up_down_state(), TS, KAPPA, max_steps=5, method="dense")
+    result = q.solve(H, q.up_down_state(), TS, KAPPA, max_steps=5, throw=False, method="dense")
     assert not bool(result.success)
 
 
@@ -233,18 +233,18 @@ def test_max_steps_is_a_clear_error():
 )
 def test_bad_inputs_raise(H, rho0, message):
     with pytest.raises(ValueError, match=message):
-        q.solve(H, rho0, TS, KAPPA)
+        q.solve(H, rho0, TS, KAPPA, method="dense")
 
 
 def test_bad_options_raise():
     H, rho0 = np.eye(2), np.eye(2) / 2
     with pytest.raises(ValueError, match="kappa"):
-        q.solve(H, rho0, TS, -0.1)
+        q.solve(H, rho0, TS, -0.1, method="dense")
     with pytest.raises(ValueError, match="ts"):
-        q.solve(H, rho0, TS[::-1], 0.1)
+        q.solve(H, rho0, TS[::-1], 0.1, method="dense")
     with pytest.raises(ValueError, match="ts"):
-        q.solve(H, rho0, [], 0.1)
+        q.solve(H, rho0, [], 0.1, method="dense")
     with pytest.raises(ValueError, match="equation"):
-        q.solve(H, rho0, TS, 0.1, equation="lindblad")
+        q.solve(H, rho0, TS, 0.1, equation="lindblad", method="dense")
     with pytest.raises(ValueError, match="strategy"):
-        q.solve(H, rho0, TS, 0.1, strategy="magic")
+        q.solve(H, rho0, TS, 0.1, strategy="magic", method="dense")

@@ -10,13 +10,17 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 
+from .._checks import check_kappa
 from .resolvent import commutator
 
 
 class QLL(eqx.Module):
-    """q-LL vector field ϱ ↦ ϱ̇ for dense ϱ (d, d) and H (d, d)."""
+    """q-LL vector field ϱ ↦ ϱ̇ for dense ϱ (d, d) and H (d, d) (energy units E0; ϱ̇ per ħ/E0; κ dimensionless)."""
 
     kappa: jax.Array
+
+    def __check_init__(self):
+        check_kappa(self.kappa)
 
     def __call__(self, rho: jax.Array, H: jax.Array) -> jax.Array:
         c = commutator(rho, H)

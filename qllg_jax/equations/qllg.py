@@ -11,14 +11,19 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 
+from .._checks import check_kappa
 from .resolvent import commutator, solve_resolvent
 
 
 class QLLG(eqx.Module):
-    """q-LLG vector field ϱ ↦ ϱ̇ for dense ϱ (d, d) and H (d, d); ``strategy`` picks the linear solve."""
+    """q-LLG vector field ϱ ↦ ϱ̇ for dense ϱ (d, d) and H (d, d) (energy units E0; ϱ̇ per ħ/E0; κ
+    dimensionless ≥ 0); ``strategy`` picks the linear solve."""
 
     kappa: jax.Array
     strategy: str = eqx.field(static=True, default="auto")
+
+    def __check_init__(self):
+        check_kappa(self.kappa)
 
     def __call__(self, rho: jax.Array, H: jax.Array) -> jax.Array:
         return solve_resolvent(rho, 1j * commutator(rho, H), self.kappa, self.strategy)

@@ -9,7 +9,8 @@ from .resolvent import commutator
 
 
 class VonNeumann(eqx.Module):
-    """Undamped vector field ϱ ↦ i[ϱ, H]; ``kappa`` is accepted and ignored so all equations share a signature."""
+    """Undamped vector field ϱ ↦ i[ϱ, H] for ϱ, H (d, d) → (d, d); ``kappa`` is accepted and ignored so all
+    equations share a signature."""
 
     kappa: jax.Array = 0.0
 
