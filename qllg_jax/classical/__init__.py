@@ -1,0 +1,5 @@
+"""Classical atomistic spin dynamics on the same :class:`~qllg_jax.SpinModel` as the quantum solver."""
+
+from .llg import classical_dimer, classical_energy, classical_llg, llg_rhs
+
+__all__ = ["classical_dimer", "classical_energy", "classical_llg", "llg_rhs"]
