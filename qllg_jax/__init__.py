@@ -4,8 +4,12 @@ float64 is enabled on import. Units: energies in E0, times in ħ/E0 (ħ = 1); se
 """
 
 from . import _config  # noqa: F401  (enables float64)
-from .equations import QLL, QLLG, VonNeumann, commutator, solve_resolvent
+from .equations import QLL, QLLG, FrameQLLG, PureQLLG, VonNeumann, commutator, solve_resolvent
+from ._checks import SOLVER_NAMES, InvariantWarning, as_array
+from .classical import classical_dimer, classical_energy, classical_llg
+from .config import System, build_system, load_config, with_overrides
 from .exact import projector_exact, pure_state_exact, two_level_exact, two_level_split
+from .fast_paths import METHODS, LowRankState
 from .hamiltonians import SpinModel, as_matrix, chain_bonds, chain_model, dimer_hamiltonian, dimer_model, spin_model
 from .observables import (
     bell_nonlocality,
@@ -25,8 +29,14 @@ from .observables import (
     trace,
     von_neumann_entropy,
 )
+from .interop import from_qutip, to_qutip
 from .operators import embed, pauli_matrices, site_spin_operators, spin_dim, spin_matrices
 from .solve import Diagnostics, Result, SolveError, solve
+from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
+from .design import FitResult
+from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
+from .sweep import SweepResult, grid, sweep, sweep_solve
+from .sweep_store import SweepStore, load_sweep
 from .states import (
     BELL_STATES,
     basis_state,

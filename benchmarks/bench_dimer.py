@@ -1,0 +1,103 @@
+"""One dimer trajectory (paper eq. 8), t ∈ [0, 20], rtol 1e-8: qllg_jax vs the numpy/scipy baseline.
+
+Prints, for the Werner state (p = 0.6 on |ψ−⟩) and |↑↓⟩, the baseline time (numpy kron solve + scipy
+DOP853), the compiled qllg_jax time of several configurations (dense integrator with solver × strategy ×
+state packing, the same under ``jax.jit`` (no per-call Python validation/dispatch), and ``method="auto"``,
+which picks the closed forms), the ratios and the max deviation
+from the closed form (two_level_exact / eq. 28). Times are the median of ``--repeats`` runs after compilation.
+
+    python benchmarks/bench_dimer.py [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's qllg_jax, not an installed copy
+
+import argparse
+import platform
+import time
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import qllg_jax as q
+from baseline import solve_numpy
+
+T1, RTOL, ATOL, KAPPA = 20.0, 1e-8, 1e-10, 0.5
+H = q.dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.5))
+TS = jnp.linspace(0.0, T1, 201)
+
+STATES = {
+    "werner": q.werner_state("psi-", 0.6),
+    "updown": q.density_matrix(q.up_down_state()),
+}
+CONFIGS = {
+    # name: solve keyword arguments (dense integrator unless method given)
+    "dense Tsit5 kron (default)": dict(method="dense"),
+    "dense Tsit5 eigen": dict(method="dense", strategy="eigen"),
+    "dense Dopri5 kron": dict(method="dense", solver=diffrax.Dopri5()),
+    "dense Dopri8 kron": dict(method="dense", solver=diffrax.Dopri8()),
+    "dense Tsit5 kron complex": dict(method="dense", complex_state=True),
+    "low_rank/pure frame": dict(method="low_rank"),
+    "jit(solve) dense Tsit5 kron": dict(method="dense", jit=True),
+    "jit(solve) dense Dopri8 kron": dict(method="dense", solver=diffrax.Dopri8(), jit=True),
+    "auto (closed forms)": dict(method="auto"),
+}
+
+
+def median_time(fn, repeats):
+    fn()  # compile / warm up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def reference(name, rho0):
+    if name == "updown":
+        return q.density_matrix(q.pure_state_exact(H, q.up_down_state(), TS, KAPPA))
+    return q.two_level_exact(H, rho0, TS, KAPPA)
+
+
+def main(repeats: int) -> list[dict]:
+    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={jax.local_device_count()} x {jax.devices()[0].platform}")
+    print(f"dimer eq. 8, B=(1,0,0) J=1 D=(0,0,0.5), kappa={KAPPA}, t in [0, {T1}], rtol={RTOL}, atol={ATOL}, 201 saves")
+    rows = []
+    for name, rho0 in STATES.items():
+        ref = np.asarray(reference(name, rho0))
+        H_np, rho_np, ts_np = np.asarray(H), np.asarray(rho0), np.asarray(TS)
+        base = median_time(lambda: solve_numpy(H_np, rho_np, ts_np, KAPPA, rtol=RTOL, atol=ATOL), max(3, repeats // 2))
+        base_err = np.max(np.abs(solve_numpy(H_np, rho_np, ts_np, KAPPA, rtol=RTOL, atol=ATOL) - ref))
+        print(f"\n[{name}] baseline numpy/scipy DOP853: {1e3 * base:8.2f} ms   max err {base_err:.1e}")
+        for label, kwargs in CONFIGS.items():
+            if label.startswith("low_rank") and name == "werner":
+                continue  # full-rank Werner: the frame is the whole basis; covered by two_level in auto
+
+            kwargs = dict(kwargs)
+            solve = lambda H, rho0, kw=kwargs: q.solve(H, rho0, TS, KAPPA, rtol=RTOL, atol=ATOL, **kw)  # noqa: E731
+            if kwargs.pop("jit", False):
+                solve = jax.jit(solve)  # no per-call validation / dispatch: the compiled integrator alone
+
+            def run(solve=solve):
+                return jax.block_until_ready(solve(H, rho0))
+
+            t = median_time(run, repeats)
+            result = run()
+            err = float(np.max(np.abs(np.asarray(result.states) - ref)))
+            steps = int(result.stats["num_steps"])
+            print(f"  {label:28s} {1e3 * t:8.3f} ms  ratio {base / t:7.1f}x  steps {steps:5d}  max err {err:.1e}  [{result.method}]")
+            rows.append(dict(state=name, config=label, baseline_ms=1e3 * base, ms=1e3 * t, ratio=base / t, err=err))
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    main(parser.parse_args().repeats)
