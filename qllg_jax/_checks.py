@@ -191,6 +191,13 @@ def check_state(rho, name: str = "rho") -> jax.Array:
     return rho
 
 
+def check_flag(value, name: str) -> bool:
+    """A Python or numpy bool (not a string such as "no", which would be truthy)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def check_positive(value, name: str, *, integer: bool = False, allow_zero: bool = False):
     """A finite real scalar > 0 (≥ 0 with ``allow_zero``); an int when ``integer``."""
     if integer and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):

@@ -27,6 +27,7 @@ from ._checks import (
     as_array,
     check_choice,
     check_density_matrix,
+    check_flag,
     check_finite,
     check_hamiltonian,
     check_kappa,
@@ -58,7 +59,9 @@ class Diagnostics(eqx.Module):
         hermiticity_error: max |ϱ − ϱ†| on the dense paths; on the ket / frame paths (where ϱ = UΛU† is
             Hermitian by construction) the representation error max |U†U − 𝟙| instead.
         purity_drift: max |Tr ϱ² (t) − Tr ϱ²(0)|.
-        spectrum_drift: max |λ_i(t) − λ_i(0)| (NaN when neither states nor a frame spectrum were saved).
+        spectrum_drift: max |λ_i(t) − λ_i(0)|. NaN (not measured) on the dense and ``two_level`` paths
+            with ``save_states=False``: the spectrum would cost an eigendecomposition per save, which
+            dominates a sweep; ``purity_drift`` still checks Tr ϱ² there. Ket / frame paths always have it.
         energy_increase: largest rise of Tr(ϱH) between consecutive saves (≤ 0 for damped flows).
     """
 
@@ -401,6 +404,11 @@ def solve(
     kappa = check_kappa(kappa)
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
+    save_states, complex_state, gauge_fix, throw, progress = (
+        check_flag(value, name)
+        for value, name in ((save_states, "save_states"), (complex_state, "complex_state"), (gauge_fix, "gauge_fix"),
+                            (throw, "throw"), (progress, "progress"))
+    )
     if invariant_tol is not None:
         invariant_tol = check_positive(invariant_tol, "invariant_tol")
     if observables is not None and not isinstance(observables, Mapping):

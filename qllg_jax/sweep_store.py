@@ -136,6 +136,8 @@ class SweepStore:
 
         path = os.fspath(path)
         params = {name: np.asarray(value) for name, value in params.items()}
+        if not params or any(value.ndim == 0 for value in params.values()):
+            raise ValueError("params must be a non-empty dict name -> array (P, ...) of parameter points")
         n_points = int(next(iter(params.values())).shape[0])
         config_json = _json(config)
         fp = fingerprint(json.loads(config_json), params)
@@ -291,6 +293,8 @@ def load_sweep(path):
 
     from .sweep import SweepResult
 
+    if not os.path.isfile(os.fspath(path)):
+        raise ValueError(f"path={os.fspath(path)!r}: no such sweep file")
     with h5py.File(os.fspath(path), "r") as f:
         if f.attrs.get("format") != FORMAT:
             raise ValueError(f"path={os.fspath(path)!r} is not a qllg sweep file")

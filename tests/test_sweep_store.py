@@ -146,6 +146,10 @@ def test_refuses_to_clobber(reference, tmp_path):
     store.set_chunk_size(2)
     with pytest.raises(ValueError, match="chunk_size"):
         SweepStore.open(other, params=params, config={"a": 1}, chunk_size=3)
+    with pytest.raises(ValueError, match="non-empty"):
+        SweepStore.open(tmp_path / "empty.h5", params={}, config={})
+    with pytest.raises(ValueError, match="no such sweep file"):
+        load_sweep(tmp_path / "missing.h5")
 
 
 def test_fingerprint_sees_config_and_params():

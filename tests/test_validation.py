@@ -74,6 +74,7 @@ SOLVE_CASES = {
     "invariant_tol negative": (dict(invariant_tol=-1.0), "invariant_tol", "> 0"),
     "observables not a dict": (dict(observables=[np.eye(4)]), "observables", "dict"),
     "observable operator of wrong shape": (dict(observables={"x": np.eye(3)}), "x", "square operator|shape"),
+    "string flag": (dict(save_states="no"), "save_states", "True or False"),
 }
 
 
