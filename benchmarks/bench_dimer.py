@@ -38,14 +38,14 @@ STATES = {
 }
 CONFIGS = {
     # name: solve keyword arguments (dense integrator unless method given)
-    "dense Tsit5 kron (default)": dict(method="dense"),
-    "dense Tsit5 eigen": dict(method="dense", strategy="eigen"),
-    "dense Dopri5 kron": dict(method="dense", solver=diffrax.Dopri5()),
-    "dense Dopri8 kron": dict(method="dense", solver=diffrax.Dopri8()),
-    "dense Tsit5 kron complex": dict(method="dense", complex_state=True),
+    "dense Tsit5 eigen (default)": dict(method="dense"),
+    "dense Tsit5 kron": dict(method="dense", strategy="kron"),
+    "dense Dopri5 eigen": dict(method="dense", solver=diffrax.Dopri5()),
+    "dense Dopri8 eigen": dict(method="dense", solver=diffrax.Dopri8()),
+    "dense Tsit5 eigen complex": dict(method="dense", complex_state=True),
     "low_rank/pure frame": dict(method="low_rank"),
-    "jit(solve) dense Tsit5 kron": dict(method="dense", jit=True),
-    "jit(solve) dense Dopri8 kron": dict(method="dense", solver=diffrax.Dopri8(), jit=True),
+    "jit(solve) dense Tsit5 eigen": dict(method="dense", jit=True),
+    "jit(solve) dense Dopri8 eigen": dict(method="dense", solver=diffrax.Dopri8(), jit=True),
     "auto (closed forms)": dict(method="auto"),
 }
 

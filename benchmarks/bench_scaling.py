@@ -41,7 +41,6 @@ def spiral(n, offset=0.0):
 def run_one(path: str, n: int, rtol: float) -> dict:
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     import qllg_jax as q
 

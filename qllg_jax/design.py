@@ -4,7 +4,7 @@ The user supplies ``loss_fn(params) -> scalar``, typically "build a SpinModel / 
 :func:`qllg_jax.solve`, score the trajectory or end state" (:func:`solve_loss` builds exactly that), and an
 optax optimiser. :func:`fit` jits one optimiser step, vmaps it over ``n_starts`` starting points, applies
 bounds by projection (clipping after every step) and an optional projection ``constraint``, and returns the
-best start (:class:`FitResult`). Gradients flow through ``solve`` (see docs/notes/differentiable.md).
+best start (:class:`FitResult`). Gradients flow through ``solve`` (see the README section “Differentiable q-LLG”).
 
 Loss helpers (all return a real scalar; ϱ (D, D) or a batch of them):
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from ._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_positive, check_solver
 from .hamiltonians import SpinModel
@@ -98,7 +97,8 @@ def _mixed_measure(H, rho):
 _energy_and_variance = eqx.filter_jit(lambda H, psi: energy_and_variance(H, psi))
 
 
-def _chunks(step, measure, state, *, tol, max_time, chunk_time, progress):
+def _relax(step, measure, state, *, kappa, tol, max_time, chunk_time, progress) -> GroundStateResult:
+    """Run ``state = step(state, dt)`` in chunks of ``chunk_time`` until ``measure``'s variance ≤ tol."""
     times, energies, variances = [0.0], [], []
     e, v = measure(state)
     energies.append(float(e))
@@ -122,7 +122,16 @@ def _chunks(step, measure, state, *, tol, max_time, chunk_time, progress):
             bar.set_postfix(variance=f"{variances[-1]:.2e}")
     if bar is not None:
         bar.close()
-    return state, np.asarray(times), np.asarray(energies), np.asarray(variances)
+    return GroundStateResult(
+        energy=jnp.asarray(energies[-1]),
+        state=state,
+        variance=jnp.asarray(variances[-1]),
+        converged=jnp.asarray(variances[-1] <= tol),
+        times=jnp.asarray(times),
+        energies=jnp.asarray(energies),
+        variances=jnp.asarray(variances),
+        kappa=kappa,
+    )
 
 
 def ground_state(
@@ -181,19 +190,9 @@ def ground_state(
     def step(psi, dt):
         return _pure_chunk(H, psi, jnp.asarray(dt, dtype=float), **options)
 
-    psi, times, energies, variances = _chunks(
-        step, lambda psi: _energy_and_variance(H, psi), psi0, tol=tol, max_time=max_time, chunk_time=chunk_time,
-        progress=progress,
-    )
-    return GroundStateResult(
-        energy=jnp.asarray(energies[-1]),
-        state=psi,
-        variance=jnp.asarray(variances[-1]),
-        converged=jnp.asarray(variances[-1] <= tol),
-        times=jnp.asarray(times),
-        energies=jnp.asarray(energies),
-        variances=jnp.asarray(variances),
-        kappa=kappa,
+    return _relax(
+        step, lambda psi: _energy_and_variance(H, psi), psi0, kappa=kappa, tol=tol, max_time=max_time,
+        chunk_time=chunk_time, progress=progress,
     )
 
 
@@ -245,17 +244,6 @@ def passive_flow(
     def measure(rho):
         return _mixed_measure(H, rho)
 
-    rho, times, energies, variances = _chunks(
-        step, measure, rho0, tol=tol, max_time=max_time, chunk_time=chunk_time,
-        progress=progress,
-    )
-    return GroundStateResult(
-        energy=jnp.asarray(energies[-1]),
-        state=rho,
-        variance=jnp.asarray(variances[-1]),
-        converged=jnp.asarray(variances[-1] <= tol),
-        times=jnp.asarray(times),
-        energies=jnp.asarray(energies),
-        variances=jnp.asarray(variances),
-        kappa=kappa,
+    return _relax(
+        step, measure, rho0, kappa=kappa, tol=tol, max_time=max_time, chunk_time=chunk_time, progress=progress
     )

@@ -2,7 +2,7 @@ r"""The data of every figure of Liu et al. (2024), one function per figure, reus
 
 Units throughout: energies in E0 = μ_B·B0 (B0 = 1 T), times in ħ/E0 ≈ 11.37 ps, κ = α = 0.5, |J| = 1,
 B = (1, 0, 0) unless stated; the dimer is eq. 8 (:func:`~qllg_jax.dimer_model`). Choices the paper leaves open
-(D along z, time windows, the classical counterpart of a spin-s dimer) are listed in ``docs/notes/figures.md``.
+(D along z, time windows, the classical counterpart of a spin-s dimer) are listed in the README section “Reproducing the paper”.
 
 Each ``figN(quick=False)`` returns a :class:`FigureData`: save times, named columns (each (T,)) that the CSV
 holds, a JSON-serialisable parameter dict and the invariant diagnostics of every quantum run.

@@ -8,7 +8,7 @@ runs the matching private path. All integrating paths share one diffrax call
 The Hermitian ϱ (d, d) of the dense path is integrated as one real (d, d) array (real part on and above the
 diagonal, imaginary part below): exactly the d² real degrees of freedom, so the error control sees each
 once and diffrax works in real arithmetic. Measured in ``benchmarks/complex_vs_real.py``
-(docs/notes/complex_vs_real.md); ``complex_state=True`` integrates the complex matrix instead.
+(docs/complex_vs_real.md); ``complex_state=True`` integrates the complex matrix instead.
 """
 
 from __future__ import annotations

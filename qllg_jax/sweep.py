@@ -13,7 +13,7 @@ Failures: ``run_point`` should call :func:`qllg_jax.solve` with ``throw=False`` 
 (:data:`qllg_jax._integrate.FAILURE_REASONS`), and every other point finishes.
 
 Several hosts: each process of a :func:`jax.distributed` job runs the points ``process_index::process_count``
-chunk-wise on its own local devices and (with ``out=``) writes its own file; see docs/notes/sweeps.md.
+chunk-wise on its own local devices and (with ``out=``) writes its own file; see the README section “Parameter sweeps”.
 
 Storage: with ``out="file.h5"`` every finished chunk is committed atomically to HDF5 and a restarted sweep
 resumes where it stopped (:mod:`qllg_jax.sweep_store`).

@@ -1,4 +1,5 @@
-"""Every ```python block of README.md and docs/notes/*.md runs, so documented code cannot rot.
+"""Every ```python block of README.md and docs/*.md runs, and every ```toml config block of the README
+builds a system, so documented code cannot rot; `.ci/run` runs the README's test command.
 
 Blocks of one file run in order in one namespace (later blocks may use earlier names), in a temporary
 working directory. A block fenced as ```python no-test is skipped on purpose (use sparingly); blocks that
@@ -15,7 +16,7 @@ import matplotlib
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = [ROOT / "README.md", *sorted((ROOT / "docs" / "notes").glob("*.md"))]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 FENCE = re.compile(r"^```python([^\n]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 OPTIONAL = ("qutip",)
 SLOW_BLOCK_S = 15.0
@@ -59,3 +60,31 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
         ran += 1
     if not ran and python_blocks(path.read_text()):
         pytest.skip(f"every python block of {path.name} is no-test or needs a missing optional package")
+
+
+
+TOML_FENCE = re.compile(r"^```toml\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+
+
+def test_readme_toml_configs_build():
+    """Every config block of the README builds its system (a [sweep] block: every point), a short solve runs."""
+    from qllg_jax.cli.sweep import build_sweep
+    from qllg_jax.config import build_system, tomllib
+
+    blocks = TOML_FENCE.findall((ROOT / "README.md").read_text())
+    assert len(blocks) >= 2
+    for text in blocks:
+        table = tomllib.loads(text)
+        if "sweep" in table:
+            params, _, ts, _ = build_sweep(table)
+            assert params["H"].shape[0] > 1 and ts.ndim == 1
+        else:
+            system = build_system(table)
+            result = system.solve()
+            assert bool(result.success) and set(result.observables) == set(table["output"]["observables"])
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"^(.*python -m pytest.*)$", (ROOT / ".ci" / "run").read_text(), re.M).group(1).strip()
+    assert f"```bash\n{command}\n```" in readme

@@ -19,7 +19,7 @@ WEIGHTS = jnp.arange(1.0, 10.0).reshape(3, 3) / 9
 
 # x = (B_x, J, D_x, D_y, D_z, κ). At B = 0, J = 1, D = 0.4 ẑ, H has a doubly degenerate level (|↑↑⟩, |↓↓⟩).
 # (Not D = 0: there every Bell/Werner state is an eigenstate, ϱ is stationary and the adaptive step size,
-# controlled on ϱ only, grows past what the tangent needs; see docs/notes/differentiable.md.)
+# controlled on ϱ only, grows past what the tangent needs; see the README section “Differentiable q-LLG”.)
 X0 = jnp.array([0.0, 1.0, 0.0, 0.0, 0.4, 0.5])
 PURE = q.up_down_state()
 WERNER = q.werner_state("psi+", 0.6)

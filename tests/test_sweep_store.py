@@ -1,6 +1,5 @@
 """Sweeps on disk (issue 7): HDF5 round trip and metadata, SIGKILL + resume of a real subprocess, no clobbering."""
 
-import json
 import os
 import signal
 import subprocess

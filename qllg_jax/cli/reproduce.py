@@ -15,7 +15,7 @@ HELP = """\
 Recompute figures 1-6 of Liu et al. (2024) and write PNG + CSV + JSON per figure.
 
 Units: energies in E0 = mu_B * 1 T, times in hbar/E0 (~11.37 ps; the CSV column t); kappa = alpha = 0.5,
-|J| = 1, B = (1, 0, 0) unless the figure says otherwise. See docs/notes/figures.md for every choice the paper
+|J| = 1, B = (1, 0, 0) unless the figure says otherwise. See README.md, section "Reproducing the paper", for every choice the paper
 leaves open (D along z, time windows, the classical counterpart of the spin-s dimers).
 """
 
