@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's qllg_jax, not an installed copy
 
 import argparse
+import os
 import platform
 import time
 
@@ -67,7 +68,7 @@ def reference(name, rho0):
 
 
 def main(repeats: int) -> list[dict]:
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cpus={jax.local_device_count()} x {jax.devices()[0].platform}")
+    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus, jax devices: {jax.local_device_count()} x {jax.devices()[0].platform}")
     print(f"dimer eq. 8, B=(1,0,0) J=1 D=(0,0,0.5), kappa={KAPPA}, t in [0, {T1}], rtol={RTOL}, atol={ATOL}, 201 saves")
     rows = []
     for name, rho0 in STATES.items():

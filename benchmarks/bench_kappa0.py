@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import argparse
 import importlib
+import os
 import platform
 import time
 
@@ -90,7 +91,7 @@ def runners(H, rho0):
 
 
 def main(repeats: int) -> list[dict]:
-    print(f"machine: {platform.machine()} cpus={jax.local_device_count()} x {jax.devices()[0].platform}")
+    print(f"machine: {platform.machine()} {os.cpu_count()} cpus, jax devices: {jax.local_device_count()} x {jax.devices()[0].platform}")
     print(f"kappa = 0, t in [0, {T1}], 201 saves, rtol={RTOL}, atol={ATOL}; times = median of {repeats} after warm-up")
     rows = []
     for label, H, rho0 in cases():

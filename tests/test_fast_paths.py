@@ -120,6 +120,17 @@ def test_low_rank_equals_dense(key, n, rank):
     assert diag["spectrum_drift"] <= 1e-9 and diag["hermiticity_error"] <= 1e-9 and diag["energy_increase"] <= 1e-10
 
 
+@pytest.mark.parametrize("method, rank", [("low_rank", 2), ("pure", 1)])
+def test_complex_state_frame_and_ket_paths_equal_dense(key, method, rank):
+    """complex_state=True on the matrix-free paths (integrating the complex frame / ket) vs the dense path."""
+    model = random_chain(jax.random.fold_in(key, 7), 3)
+    rho0 = q.random_density_matrix(jax.random.fold_in(key, 8), model.dim, rank=rank)
+    with pytest.warns(UserWarning, match="Complex"):
+        fast = q.solve(model, rho0, TS, KAPPA, method=method, complex_state=True, **TIGHT)
+    dense = q.solve(model, rho0, TS, KAPPA, method="dense", **TIGHT)
+    assert fast.method == method and max_diff(fast.states, dense.states) <= 1e-8
+
+
 def test_low_rank_von_neumann_is_unitary(key):
     model = random_chain(key, 3)
     rho0 = q.random_density_matrix(jax.random.fold_in(key, 2), model.dim, rank=2)
