@@ -97,6 +97,14 @@ def _mixed_measure(H, rho):
 _energy_and_variance = eqx.filter_jit(lambda H, psi: energy_and_variance(H, psi))
 
 
+def _check_relaxation(kappa, tol, max_time, chunk_time):
+    kappa = float(check_kappa(kappa))
+    if kappa == 0:
+        raise ValueError("kappa must be > 0 for the flow to relax (κ = 0 is unitary)")
+    tol = float(check_positive(tol, "tol"))
+    return kappa, tol, check_positive(max_time, "max_time"), check_positive(chunk_time, "chunk_time")
+
+
 def _relax(step, measure, state, *, kappa, tol, max_time, chunk_time, progress) -> GroundStateResult:
     """Run ``state = step(state, dt)`` in chunks of ``chunk_time`` until ``measure``'s variance ≤ tol."""
     times, energies, variances = [0.0], [], []
@@ -165,12 +173,7 @@ def ground_state(
     Returns:
         :class:`GroundStateResult` with ``state`` ψ (D,).
     """
-    kappa = float(check_kappa(kappa))
-    if kappa == 0:
-        raise ValueError("kappa must be > 0 for the flow to relax (κ = 0 is unitary)")
-    tol = float(check_positive(tol, "tol"))
-    max_time = check_positive(max_time, "max_time")
-    chunk_time = check_positive(chunk_time, "chunk_time")
+    kappa, tol, max_time, chunk_time = _check_relaxation(kappa, tol, max_time, chunk_time)
     solver = check_solver(solver)
     if isinstance(H, SpinModel):
         dim = H.dim
@@ -222,12 +225,7 @@ def passive_flow(
     Returns:
         :class:`GroundStateResult` with ``state`` ϱ (D, D).
     """
-    kappa = float(check_kappa(kappa))
-    if kappa == 0:
-        raise ValueError("kappa must be > 0 for the flow to relax (κ = 0 is unitary)")
-    tol = float(check_positive(tol, "tol"))
-    max_time = check_positive(max_time, "max_time")
-    chunk_time = check_positive(chunk_time, "chunk_time")
+    kappa, tol, max_time, chunk_time = _check_relaxation(kappa, tol, max_time, chunk_time)
     H = H.matrix() if isinstance(H, SpinModel) else check_hamiltonian(H, "H")
     if H.ndim != 2:
         raise ValueError(f"H must be one (D, D) matrix, got shape {H.shape}")
