@@ -71,8 +71,8 @@ def _adjoint(config, y0):
     """The diffrax adjoint for ``config.gradient``. ``"checkpoint"``: as many checkpoints as fit in
     :data:`CHECKPOINT_BYTES` (≈ 16 copies of y per step of carry), at most ``max_steps``. With diffrax's
     default (log(max_steps) checkpoints) the backward pass recomputes the forward solve several times; with
-    enough checkpoints (2048 for the dimer) it recomputes nothing: grad/forward time 8.4 → 2.3 on the dimer
-    sweep of benchmarks/bench_gradients.py."""
+    enough checkpoints (2048 for the dimer) it recomputes nothing (grad/forward time on the dimer sweep of
+    benchmarks/bench_gradients.py: see the README, "Differentiable q-LLG")."""
     if config.gradient != "checkpoint":
         return GRADIENTS[config.gradient]()
     size = 16 * max(y0.size * y0.dtype.itemsize, 1)
@@ -86,7 +86,7 @@ def integrate(field: Callable, y0: jax.Array, ts: jax.Array, config: SolverConfi
     Returns (saved pytree with leading T axis, stats dict, success bool). ``stats`` holds the diffrax step
     counts, ``t_reached`` (the time the integration got to; NaN with ``gradient="backsolve"``) and
     ``failure`` (a :data:`FAILURE_REASONS` code). success is False on a diffrax failure (max_steps, step
-    size below ``DTMIN_FRACTION`` of the span) or when any saved value is NaN/inf.
+    size below ``DTMIN_FRACTION`` of the span); NaN/inf in the saved values is flagged by the caller.
     """
     if config.complex_state:
         to_state, from_state = (lambda y: y), (lambda x: x)
@@ -96,18 +96,16 @@ def integrate(field: Callable, y0: jax.Array, ts: jax.Array, config: SolverConfi
         to_state, from_state = unpack_complex, pack_complex
 
     save = lambda t, y, args: record(to_state(y))  # noqa: E731
-    if config.gradient == "backsolve":  # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...)
-        saveat = diffrax.SaveAt(ts=ts)
-    else:  # also save the time actually reached (t1 on success), for failure messages
-        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: t)])
     if config.gradient == "backsolve":
+        saveat = diffrax.SaveAt(ts=ts)  # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...)
         # BacksolveAdjoint differentiates only w.r.t. `args`: hoist the arrays `field` closes over (H, κ, ...)
         # (complex constants travel as (re, im) pairs: the backward solve's buffers are real)
         converted, consts = jax.closure_convert(field, y0)
         args = tuple((c.real, c.imag) if jnp.iscomplexobj(c) else c for c in consts)
         rebuild = lambda c: [x[0] + 1j * x[1] if isinstance(x, tuple) else x for x in c]  # noqa: E731
         term = diffrax.ODETerm(lambda t, y, c: from_state(converted(to_state(y), *rebuild(c))))
-    else:
+    else:  # also save the time actually reached (t1 on success), for failure messages
+        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: t)])
         term, args = diffrax.ODETerm(lambda t, y, args: from_state(field(to_state(y)))), None
     sol = diffrax.diffeqsolve(
         term,
@@ -130,8 +128,7 @@ def integrate(field: Callable, y0: jax.Array, ts: jax.Array, config: SolverConfi
         ys, t_reached = jax.vmap(lambda y: save(None, y, None))(sol.ys), jnp.asarray(jnp.nan)
     else:
         ys, t_reached = sol.ys[0], sol.ys[1][0]
-    finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(ys)]))
-    reason = failure_code(sol.result, finite)
+    reason = failure_code(sol.result)
     stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
     stats["t_reached"] = t_reached
     stats["failure"] = reason
@@ -152,12 +149,12 @@ FAILURE_REASONS = {
 """``Result.stats["failure"]`` codes (int per trajectory) → reason."""
 
 
-def failure_code(result, finite) -> jax.Array:
-    """Map a diffrax ``RESULTS`` item and an all-outputs-finite flag to a :data:`FAILURE_REASONS` code."""
+def failure_code(result) -> jax.Array:
+    """Map a diffrax ``RESULTS`` item to a :data:`FAILURE_REASONS` code. NaN/inf in the saved output
+    (:data:`FAILURE_NONFINITE`) is detected once for every path, closed forms included, by ``solve``."""
     code = jnp.where(result == diffrax.RESULTS.max_steps_reached, FAILURE_MAX_STEPS, FAILURE_OTHER)
     code = jnp.where(result == diffrax.RESULTS.dt_min_reached, FAILURE_DT_COLLAPSE, code)
-    ok = result == diffrax.RESULTS.successful
-    return jnp.where(ok, jnp.where(finite, FAILURE_NONE, FAILURE_NONFINITE), code)
+    return jnp.where(result == diffrax.RESULTS.successful, FAILURE_NONE, code)
 
 
 def dense_record(rho: jax.Array, H: jax.Array, config: SolverConfig) -> dict:

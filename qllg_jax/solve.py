@@ -39,12 +39,10 @@ from ._checks import (
     is_concrete,
     warn_invariants,
 )
-from ._integrate import FAILURE_NONFINITE, FAILURE_REASONS, GRADIENTS, SolverConfig, dense_record, integrate, pack_hermitian, unpack_hermitian  # noqa: F401
+from ._integrate import FAILURE_NONFINITE, FAILURE_REASONS, GRADIENTS, SolverConfig, dense_record, integrate
 from .equations import EQUATIONS, STRATEGIES
 from .hamiltonians import SpinModel
 from .states import density_matrix
-
-_Config = SolverConfig  # backwards-compatible private name
 
 
 class SolveError(RuntimeError):
@@ -273,55 +271,47 @@ def _initial_matrix(rho0, dim):
     return check_density_matrix(rho0, "rho0", dim)
 
 
-def _dimension(H):
-    if isinstance(H, SpinModel):
-        return H.dim
-    return check_hamiltonian(H, "H").shape[-1]
+def _dense(H) -> jax.Array:
+    """The (already validated) Hamiltonian as a dense array (..., D, D)."""
+    return H.matrix() if isinstance(H, SpinModel) else H
 
 
-def _run_dense(H, rho0, kappa, ts, config):
-    H = H.matrix() if isinstance(H, SpinModel) else check_hamiltonian(H, "H")
-    d = H.shape[-1]
+def _run_dense(H, rho0, kappa, ts, config, d):
+    H = _dense(H)
     rho0 = _initial_matrix(rho0, d)
     batch = jnp.broadcast_shapes(H.shape[:-2], rho0.shape[:-2], kappa.shape)
-    ys, stats, success = _map_batch(_solve_one, batch, (H, rho0, kappa, ts, config), ((d, d), (d, d), (), None, None))
-    return {"states": ys.get("states")}, ys, stats, success
+    return _map_batch(_solve_one, batch, (H, rho0, kappa, ts, config), ((d, d), (d, d), (), None, None))
 
 
-def _run_kets(method, H, rho0, kappa, ts, config):
-    d = _dimension(H)
+def _run_kets(method, H, rho0, kappa, ts, config, d):
     psi0 = _initial_ket(rho0, d)
-    if method == "exact" or not isinstance(H, SpinModel):
-        H = H.matrix() if isinstance(H, SpinModel) else check_hamiltonian(H, "H")
+    if method == "exact":
+        H = _dense(H)
     h_core = None if isinstance(H, SpinModel) else (d, d)
     h_batch = () if h_core is None else H.shape[:-2]
     batch = jnp.broadcast_shapes(h_batch, psi0.shape[:-1], kappa.shape)
     run = fp.run_exact if method == "exact" else fp.run_pure
-    ys, stats, success = _map_batch(run, batch, (H, psi0, kappa, ts, config), (h_core, (d,), (), None, None))
-    return {"states": ys.get("states"), "kets": ys["kets"]}, ys, stats, success
+    return _map_batch(run, batch, (H, psi0, kappa, ts, config), (h_core, (d,), (), None, None))
 
 
-def _run_two_level(H, rho0, kappa, ts, config):
-    H = H.matrix() if isinstance(H, SpinModel) else check_hamiltonian(H, "H")
-    rho0 = _initial_matrix(rho0, H.shape[-1])
+def _run_two_level(H, rho0, kappa, ts, config, d):
+    H = _dense(H)
+    rho0 = _initial_matrix(rho0, d)
     if H.ndim != 2 or rho0.ndim != 2 or kappa.ndim != 0 or not is_concrete(rho0):
         raise ValueError("method 'two_level' needs one concrete H (D, D), rho0 (D, D) and scalar kappa (no batch)")
-    ys, stats, success = fp.run_two_level(H, rho0, kappa, ts, config)
-    return {"states": ys.get("states")}, ys, stats, success
+    return fp.run_two_level(H, rho0, kappa, ts, config)
 
 
-def _run_low_rank(H, rho0, kappa, ts, config):
+def _run_low_rank(H, rho0, kappa, ts, config, d):
+    """Returns (saved pytree, stats, success, weights (r,))."""
     if config.equation == "qll":
         raise ValueError("method 'low_rank' supports equation 'qllg' and 'von_neumann' (q-LL of mixed states differs)")
-    if not isinstance(H, SpinModel):
-        H = check_hamiltonian(H, "H")
-        if H.ndim != 2:
-            raise ValueError(f"method 'low_rank' needs one H (D, D) (no batch), got shape {H.shape}")
+    if not isinstance(H, SpinModel) and H.ndim != 2:
+        raise ValueError(f"method 'low_rank' needs one H (D, D) (no batch), got shape {H.shape}")
     if kappa.ndim != 0:
         raise ValueError("method 'low_rank' needs a scalar kappa (no batch)")
-    state = _initial_frame(rho0, _dimension(H))
-    ys, stats, success = fp.run_low_rank(H, state.frame, state.weights, kappa, ts, config)
-    return {"states": ys.get("states"), "frames": ys["frames"], "weights": state.weights}, ys, stats, success
+    state = _initial_frame(rho0, d)
+    return (*fp.run_low_rank(H, state.frame, state.weights, kappa, ts, config), state.weights)
 
 
 def solve(
@@ -414,6 +404,9 @@ def solve(
     if observables is not None and not isinstance(observables, Mapping):
         raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
     observables = dict(observables or {})
+    if not isinstance(H, SpinModel):
+        H = check_hamiltonian(H, "H")
+    dim = H.dim if isinstance(H, SpinModel) else H.shape[-1]
     config = SolverConfig(
         equation=equation,
         strategy=strategy,
@@ -422,13 +415,12 @@ def solve(
         atol=float(atol),
         max_steps=int(max_steps),
         save_states=save_states,
-        observables=tuple((name, _as_observable(name, fn, _dimension(H))) for name, fn in observables.items()),
+        observables=tuple((name, _as_observable(name, fn, dim)) for name, fn in observables.items()),
         gradient=gradient,
         complex_state=complex_state,
         progress=progress,
         gauge_fix=gauge_fix,
     )
-    dim = _dimension(H)
     if not isinstance(rho0, fp.LowRankState):
         raw = rho0
         rho0 = check_finite(as_array(rho0, "rho0"), "rho0", raw)
@@ -444,14 +436,15 @@ def solve(
     if observables and method in ("pure", "low_rank", "exact") and dim > fp.OBSERVABLES_MAX_DIM:
         raise ValueError(f"observables on method {method!r} need D <= {fp.OBSERVABLES_MAX_DIM}, got D = {dim}")
 
+    weights = None
     if method == "dense":
-        fields, ys, stats, success = _run_dense(H, rho0, kappa, ts, config)
+        ys, stats, success = _run_dense(H, rho0, kappa, ts, config, dim)
     elif method in ("pure", "exact"):
-        fields, ys, stats, success = _run_kets(method, H, rho0, kappa, ts, config)
+        ys, stats, success = _run_kets(method, H, rho0, kappa, ts, config, dim)
     elif method == "two_level":
-        fields, ys, stats, success = _run_two_level(H, rho0, kappa, ts, config)
+        ys, stats, success = _run_two_level(H, rho0, kappa, ts, config, dim)
     else:
-        fields, ys, stats, success = _run_low_rank(H, rho0, kappa, ts, config)
+        ys, stats, success, weights = _run_low_rank(H, rho0, kappa, ts, config, dim)
 
     stats, success = _mark_nonfinite(ys, stats, success)
     if throw:
@@ -466,7 +459,7 @@ def solve(
         method=method,
         kets=ys.get("kets"),
         frames=ys.get("frames"),
-        weights=fields.get("weights"),
+        weights=weights,
     )
     if invariant_tol is not None and is_concrete(result) and bool(jnp.all(success)):
         energy_scale = max(1.0, float(jnp.max(jnp.abs(result.invariants["energy"]))))
