@@ -11,9 +11,7 @@ holds, a JSON-serialisable parameter dict and the invariant diagnostics of every
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 
 from collections.abc import Callable
 
@@ -21,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import observables as obs
+from ._output import write_csv, write_json
 from .classical import classical_dimer
 from .exact import pure_state_exact
 from .hamiltonians import dimer_hamiltonian, dimer_model
@@ -61,12 +60,7 @@ class FigureData:
 
     def write_csv(self, path) -> None:
         """Columns ``t`` then every data column, one row per save time."""
-        names = list(self.columns)
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["t"] + names)
-            data = np.column_stack([self.ts] + [np.asarray(self.columns[n]) for n in names])
-            writer.writerows(data.tolist())
+        write_csv(path, {"t": self.ts, **self.columns})
 
     def metadata(self) -> dict:
         from . import __version__
@@ -83,21 +77,7 @@ class FigureData:
 
     def write_json(self, path) -> None:
         """Strict JSON (non-finite numbers, e.g. an undefined diagnostic, are written as ``null``)."""
-        with open(path, "w") as f:
-            json.dump(to_json(self.metadata()), f, indent=2, allow_nan=False)
-
-
-def to_json(x):
-    """``x`` with arrays/NumPy scalars as lists/floats and NaN/±inf as None (strict, portable JSON)."""
-    if isinstance(x, dict):
-        return {str(k): to_json(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [to_json(v) for v in x]
-    if isinstance(x, (np.generic, np.ndarray)) or hasattr(x, "tolist"):
-        return to_json(np.asarray(x).tolist())
-    if isinstance(x, float) and not np.isfinite(x):
-        return None
-    return x
+        write_json(path, self.metadata())
 
 
 def _times(t_end: float, n: int, quick: bool, quick_end: float | None = None) -> np.ndarray:

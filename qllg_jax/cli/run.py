@@ -8,8 +8,6 @@ package version, solver statistics and invariant diagnostics) and ``observables.
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +73,7 @@ def flatten_observables(values: dict) -> dict[str, np.ndarray]:
 def run(args) -> int:
     from .. import __version__
     from ..config import build_system, load_config
-    from ..paper import to_json
+    from .._output import write_csv, write_json
 
     system = build_system(load_config(args.config))
     result = system.solve(progress=args.progress, save_states=False)
@@ -86,10 +84,7 @@ def run(args) -> int:
     head = {"t": ts}
     if system.units is not None:
         head["t_ps"] = system.times_ps
-    with open(out / "observables.csv", "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(list(head) + list(columns))
-        writer.writerows(np.column_stack(list(head.values()) + list(columns.values())).tolist())
+    write_csv(out / "observables.csv", {**head, **columns})
     meta = {
         "qllg_jax_version": __version__,
         "config": system.table,
@@ -102,8 +97,7 @@ def run(args) -> int:
         "diagnostics": result.diagnostics().as_dict(),
         "columns": list(head) + list(columns),
     }
-    with open(out / "run.json", "w") as f:
-        json.dump(to_json(meta), f, indent=2, allow_nan=False)
+    write_json(out / "run.json", meta)
     if not args.no_plot:
         import matplotlib
 
