@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Mapping
 
@@ -31,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._integrate import FAILURE_REASONS
+from ._integrate import FAILURE_NONE, FAILURE_OTHER, FAILURE_REASONS
 
 DEFAULT_MEMORY_BUDGET = 2**30
 """Bytes one chunk may use (default 1 GiB); see :func:`estimate_point_bytes`."""
@@ -79,7 +80,8 @@ class SweepResult:
 
     def failed(self) -> dict[int, str]:
         """{point index: reason} of every failed point."""
-        return {int(i): FAILURE_REASONS.get(int(self.failure[i]), "solver failure") for i in np.nonzero(~self.success)[0]}
+        reasons = self.reasons
+        return {int(i): reasons[i] for i in np.nonzero(~self.success)[0]}
 
     def point(self, index: int) -> dict:
         """The parameters of point ``index`` as a dict of numpy scalars/arrays."""
@@ -146,13 +148,13 @@ def _split_output(out):
                 tree[name] = getattr(out, name)
         tree["stats"].pop("failure", None)
         success = out.success
-        failure = out.stats.get("failure", jnp.where(success, 0, 4))
+        failure = out.stats.get("failure", jnp.where(success, FAILURE_NONE, FAILURE_OTHER))
         diagnostics = dict(vars(out.diagnostics()))
         return tree, success, failure, diagnostics
     if isinstance(out, Mapping) and "success" in out:
         tree = dict(out)
         success = jnp.asarray(tree.pop("success"), dtype=bool)
-        failure = jnp.asarray(tree.pop("failure", jnp.where(success, 0, 4)))
+        failure = jnp.asarray(tree.pop("failure", jnp.where(success, FAILURE_NONE, FAILURE_OTHER)))
         return tree, success, failure, {}
     return out, jnp.asarray(True), jnp.asarray(0), {}
 
@@ -323,8 +325,6 @@ def sweep(
                 collected[k] = jax.tree_util.tree_unflatten(treedef, [flat[n] for n in names])
     todo = [k for k in mine if k not in done]
     n_mine = sum(min(chunk_size, n_points - k * chunk_size) for k in mine)
-    import warnings
-
     with warnings.catch_warnings():  # tqdm.auto warns at import in a notebook without ipywidgets
         warnings.simplefilter("ignore")
         from tqdm.auto import tqdm
@@ -380,8 +380,7 @@ def _assemble(params, n_points, chunk_size, collected: dict, ts) -> SweepResult:
 
     def full(leaf):
         leaf = np.asarray(leaf)
-        fill = np.nan if np.issubdtype(leaf.dtype, np.inexact) else (-1 if np.issubdtype(leaf.dtype, np.integer) else False)
-        return np.full((n_points,) + leaf.shape[1:], fill, dtype=leaf.dtype)
+        return np.full((n_points,) + leaf.shape[1:], missing_value(leaf.dtype), dtype=leaf.dtype)
 
     merged = jax.tree_util.tree_map(full, template)
     for k, chunk in collected.items():
@@ -397,6 +396,14 @@ def _assemble(params, n_points, chunk_size, collected: dict, ts) -> SweepResult:
         diagnostics=merged["diagnostics"],
         ts=None if ts is None else np.asarray(ts),
     )
+
+
+def missing_value(dtype):
+    """The value of a point that was not run (here or in a sweep file): NaN, −1 for integers, False for bools."""
+    dtype = np.dtype(dtype)
+    if np.issubdtype(dtype, np.inexact):
+        return np.nan
+    return False if dtype == bool else -1
 
 
 def _set_rows(target, start, rows):

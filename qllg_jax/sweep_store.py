@@ -37,6 +37,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .sweep import missing_value
+
 FORMAT = "qllg-sweep/1"
 
 
@@ -104,13 +106,6 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _fill_value(dtype):
-    dtype = np.dtype(dtype)
-    if np.issubdtype(dtype, np.inexact):
-        return np.nan
-    return False if dtype == bool else 0
-
-
 class SweepStore:
     """One sweep file: create or reopen (with a config check), commit chunks atomically, read them back.
 
@@ -163,7 +158,7 @@ class SweepStore:
                 )
             store = cls(path, n_points, None if stored_chunk < 0 else stored_chunk)
             if chunk_size is not None and store.chunk_size is not None:
-                store.set_chunk_size(chunk_size, requested=True)
+                store.set_chunk_size(chunk_size)
             return store
 
         tmp = path + ".tmp"
@@ -212,7 +207,7 @@ class SweepStore:
             raise
         self._publish(tmp, self.path)
 
-    def set_chunk_size(self, chunk_size: int, requested: bool = False) -> None:
+    def set_chunk_size(self, chunk_size: int) -> None:
         """Fix the chunk layout (stored on first use; a resumed sweep must keep it)."""
         chunk_size = int(chunk_size)
         if self.chunk_size is not None:
@@ -249,7 +244,7 @@ class SweepStore:
                         name,
                         shape=(self.n_points,) + rows.shape[1:],
                         dtype=rows.dtype,
-                        fillvalue=_fill_value(rows.dtype),
+                        fillvalue=missing_value(rows.dtype),
                         chunks=True if rows.ndim > 0 else None,
                     )
                 f[name][start:stop] = rows
@@ -287,7 +282,7 @@ def load_sweep(path):
     """Read a sweep file into a :class:`~qllg_jax.sweep.SweepResult` (outputs as nested dicts).
 
     ``result.metadata`` holds ``config`` (dict), ``versions`` (dict), ``complete``, ``created``, ``updated``,
-    ``chunk_size`` and ``done`` (P,) bool (points present; the others are NaN / success False).
+    ``chunk_size`` and ``done`` (P,) bool (points present; the others hold :func:`~qllg_jax.sweep.missing_value`: NaN, −1, False).
     """
     import h5py
 
