@@ -147,7 +147,7 @@ class System:
             observables=self.observables,
         )
         options.update(kwargs)
-        return solve(self.hamiltonian, self.rho0, self.ts, self.kappa, **options)
+        return solve(self.model, self.rho0, self.ts, self.kappa, **options)
 
 
 def load_config(path) -> dict:

@@ -17,8 +17,9 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .._checks import as_array, check_finite, check_kappa, check_positive, check_solver, check_times
+from .._checks import as_array, check_finite, concrete_value, check_kappa, check_positive, check_solver, check_times
 from ..hamiltonians import SpinModel, dimer_model
 
 
@@ -51,10 +52,10 @@ def _check_m0(m0, n_sites: int):
     m0 = check_finite(as_array(m0, "m0"), "m0").astype(float)
     if m0.shape != (n_sites, 3):
         raise ValueError(f"m0 must have shape ({n_sites}, 3) (one vector per site), got {m0.shape}")
-    norms = jnp.linalg.norm(m0, axis=-1, keepdims=True)
-    if not isinstance(norms, jax.core.Tracer) and bool(jnp.any(norms == 0)):
+    value = concrete_value(m0)  # a traced m0 (differentiating w.r.t. it) is only shape-checked
+    if value is not None and np.any(np.linalg.norm(value, axis=-1) == 0):
         raise ValueError("m0 must hold non-zero vectors (they are normalised)")
-    return m0 / norms
+    return m0 / jnp.linalg.norm(m0, axis=-1, keepdims=True)
 
 
 def classical_llg(
