@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 import argparse
 import os
 import platform
-import time
 
 import diffrax
 import jax
@@ -28,6 +27,7 @@ import numpy as np
 
 import qllg_jax as q
 from baseline import solve_numpy
+from timing import median_time
 
 T1, RTOL, ATOL, KAPPA = 20.0, 1e-8, 1e-10, 0.5
 H = q.dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=1.0, D=(0.0, 0.0, 0.5))
@@ -51,16 +51,6 @@ CONFIGS = {
 }
 
 
-def median_time(fn, repeats):
-    fn()  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
 def reference(name, rho0):
     if name == "updown":
         return q.density_matrix(q.pure_state_exact(H, q.up_down_state(), TS, KAPPA))
@@ -74,7 +64,7 @@ def main(repeats: int) -> list[dict]:
     for name, rho0 in STATES.items():
         ref = np.asarray(reference(name, rho0))
         H_np, rho_np, ts_np = np.asarray(H), np.asarray(rho0), np.asarray(TS)
-        base = median_time(lambda: solve_numpy(H_np, rho_np, ts_np, KAPPA, rtol=RTOL, atol=ATOL), max(3, repeats // 2))
+        base, _ = median_time(lambda: solve_numpy(H_np, rho_np, ts_np, KAPPA, rtol=RTOL, atol=ATOL), max(3, repeats // 2))
         base_err = np.max(np.abs(solve_numpy(H_np, rho_np, ts_np, KAPPA, rtol=RTOL, atol=ATOL) - ref))
         print(f"\n[{name}] baseline numpy/scipy DOP853: {1e3 * base:8.2f} ms   max err {base_err:.1e}")
         for label, kwargs in CONFIGS.items():
@@ -86,11 +76,7 @@ def main(repeats: int) -> list[dict]:
             if kwargs.pop("jit", False):
                 solve = jax.jit(solve)  # no per-call validation / dispatch: the compiled integrator alone
 
-            def run(solve=solve):
-                return jax.block_until_ready(solve(H, rho0))
-
-            t = median_time(run, repeats)
-            result = run()
+            t, result = median_time(lambda solve=solve: solve(H, rho0), repeats)
             err = float(np.max(np.abs(np.asarray(result.states) - ref)))
             steps = int(result.stats["num_steps"])
             print(f"  {label:28s} {1e3 * t:8.3f} ms  ratio {base / t:7.1f}x  steps {steps:5d}  max err {err:.1e}  [{result.method}]")

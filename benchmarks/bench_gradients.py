@@ -31,6 +31,7 @@ import numpy as np
 
 import qllg_jax as q
 from baseline import solve_numpy
+from timing import median_time
 
 T1, RTOL, ATOL = 20.0, 1e-8, 1e-10
 TS = jnp.linspace(0.0, T1, 21)
@@ -42,16 +43,6 @@ def loss(x, gradient="checkpoint"):
     model = q.dimer_model(B=(1.0, 0.0, 0.0), J=x[0], D=x[1:4])
     res = q.solve(model, RHO0, TS, x[4], method="dense", rtol=RTOL, atol=ATOL, gradient=gradient, invariant_tol=None)
     return jnp.sum(q.bell_nonlocality(res.states)) + jnp.sum(q.correlation_matrix(res.states)[:, 2, 2])
-
-
-def median_time(fn, repeats):
-    jax.block_until_ready(fn())  # compile / warm up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def main():
@@ -66,9 +57,9 @@ def main():
     forward = jax.jit(jax.vmap(loss))
     grad = jax.jit(jax.vmap(jax.grad(loss)))
     jacfwd = jax.jit(jax.vmap(jax.jacfwd(lambda x: loss(x, "forward"))))
-    t_fwd = median_time(lambda: forward(xs), args.repeats)
-    t_grad = median_time(lambda: grad(xs), args.repeats)
-    t_jacfwd = median_time(lambda: jacfwd(xs), args.repeats)
+    t_fwd, _ = median_time(lambda: forward(xs), args.repeats)
+    t_grad, _ = median_time(lambda: grad(xs), args.repeats)
+    t_jacfwd, _ = median_time(lambda: jacfwd(xs), args.repeats)
     g, jf = np.asarray(grad(xs)), np.asarray(jacfwd(xs))
     assert np.all(np.isfinite(g)), "NaN gradient"
 

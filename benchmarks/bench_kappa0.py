@@ -26,13 +26,13 @@ import argparse
 import importlib
 import os
 import platform
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import qllg_jax as q
+from timing import median_time
 
 T1, RTOL, ATOL = 20.0, 1e-8, 1e-10
 TS = np.linspace(0.0, T1, 201)
@@ -53,16 +53,6 @@ def exact(H, rho0):
     in_basis = vectors.conj().T @ rho0 @ vectors
     evolved = phases[:, :, None] * in_basis[None] * phases.conj()[:, None, :]
     return vectors[None] @ evolved @ vectors.conj().T[None]
-
-
-def median_time(fn, repeats):
-    out = fn()  # warm-up / compilation
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times)), out
 
 
 def runners(H, rho0):
