@@ -9,7 +9,8 @@ from ._checks import SOLVER_NAMES, InvariantWarning, as_array
 from .classical import classical_dimer, classical_energy, classical_llg
 from .config import System, build_system, load_config, with_overrides
 from .exact import projector_exact, pure_state_exact, two_level_exact, two_level_split
-from .fast_paths import METHODS, LowRankState
+from . import methods  # noqa: E402  (method objects: methods.Dense(), Frame(), ...)
+from .methods import METHODS, LowRankState
 from .hamiltonians import SpinModel, as_matrix, chain_bonds, chain_model, dimer_hamiltonian, dimer_model, spin_model
 from .observables import (
     bell_nonlocality,
@@ -81,6 +82,7 @@ __all__ = [
     "two_level_split",
     "METHODS",
     "LowRankState",
+    "methods",
     "SpinModel",
     "as_matrix",
     "chain_bonds",

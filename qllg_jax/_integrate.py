@@ -1,8 +1,14 @@
-r"""The one diffrax call every integrating path of :func:`qllg_jax.solve` shares, and what is saved per time.
+r"""The one diffrax call behind every integrating method of :func:`qllg_jax.solve`.
 
-Complex states are integrated in real form: Hermitian ϱ (d, d) via :func:`pack_hermitian` (d² reals), kets
-and frames (D, r) as a real (2, D, r) stack — diffrax's error control then sees every real degree of freedom
-once and all stages run in real arithmetic (measurement: ``benchmarks/complex_vs_real.py``).
+A trajectory, or a batch of n trajectories integrated as ONE ODE with shared steps (state (n, …)), is
+integrated from ts[0] to ts[-1] with an adaptive solver and PID step control. For a batch the error norm is
+the maximum over trajectories of each trajectory's RMS error (:func:`batch_max_rms`), so every trajectory
+keeps its own error control while the steps are shared (a member whose state turns NaN/inf is left out of the
+norm and flagged by the caller, so it cannot stall the others).
+
+Complex states are integrated in real form by default: a Hermitian ϱ (d, d) as d² reals
+(:func:`pack_hermitian`), kets and frames as a real (…, 2) array — the error control then sees every real
+degree of freedom once and every stage runs in real arithmetic (measured: ``benchmarks/complex_vs_real.py``).
 """
 
 from __future__ import annotations
@@ -14,30 +20,55 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from . import observables as obs
-
 GRADIENTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint,
     "forward": diffrax.ForwardMode,
     "backsolve": diffrax.BacksolveAdjoint,
 }
+BATCHING = ("shared", "vmap")
+
+DTMIN_FRACTION = 1e-12
+"""Steps below this fraction of the time span count as a step-size collapse (a NaN/inf field or extreme stiffness)."""
+
+CHECKPOINT_BYTES = 4 * 2**20
+"""Memory for reverse-mode checkpoints per solve (see :func:`adjoint`)."""
+
+(FAILURE_NONE, FAILURE_MAX_STEPS, FAILURE_DT_COLLAPSE, FAILURE_NONFINITE, FAILURE_OTHER, FAILURE_BAD_H,
+ FAILURE_BAD_KAPPA, FAILURE_BAD_STATE, FAILURE_BAD_TIMES) = range(9)
+FAILURE_REASONS = {
+    FAILURE_NONE: "success",
+    FAILURE_MAX_STEPS: "max_steps reached",
+    FAILURE_DT_COLLAPSE: "step size collapsed",
+    FAILURE_NONFINITE: "NaN/inf in the saved output",
+    FAILURE_OTHER: "solver failure",
+    FAILURE_BAD_H: "invalid input: H is not Hermitian or not finite",
+    FAILURE_BAD_KAPPA: "invalid input: kappa is negative or not finite",
+    FAILURE_BAD_STATE: "invalid input: rho0 is not a state (trace, hermiticity, positivity or norm)",
+    FAILURE_BAD_TIMES: "invalid input: ts is not finite and strictly increasing",
+}
+"""``Result.stats["failure"]`` codes (int per trajectory) → reason. Codes ≥ 5 come from the runtime input
+checks of traced inputs (values known on the host are checked before compute and raise ValueError)."""
 
 
-class SolverConfig(eqx.Module):
-    """Static options of one solve (shared by the dense and fast paths)."""
+class SolveOptions(eqx.Module):
+    """Options of one solve that do not depend on the problem's arrays (static: a change recompiles).
 
-    equation: str = eqx.field(static=True)
-    strategy: str = eqx.field(static=True)
+    ``throw``: attach a runtime error to failed trajectories (used when solve runs under the caller's
+    transformation; an eager call raises :class:`~qllg_jax.SolveError` on the host instead).
+    """
+
     solver: diffrax.AbstractSolver
-    rtol: float = eqx.field(static=True)
-    atol: float = eqx.field(static=True)
-    max_steps: int = eqx.field(static=True)
-    save_states: bool = eqx.field(static=True)
-    observables: tuple = eqx.field(static=True)
-    gradient: str = eqx.field(static=True)
-    complex_state: bool = eqx.field(static=True)
-    progress: bool = eqx.field(static=True)
-    gauge_fix: bool = eqx.field(static=True, default=True)
+    equation: str = eqx.field(static=True, default="qllg")
+    rtol: float = eqx.field(static=True, default=1e-8)
+    atol: float = eqx.field(static=True, default=1e-10)
+    max_steps: int = eqx.field(static=True, default=100_000)
+    max_step: float | None = eqx.field(static=True, default=None)
+    save_states: bool = eqx.field(static=True, default=True)
+    gradient: str = eqx.field(static=True, default="checkpoint")
+    batching: str = eqx.field(static=True, default="shared")
+    complex_state: bool = eqx.field(static=True, default=False)
+    progress: bool = eqx.field(static=True, default=False)
+    throw: bool = eqx.field(static=True, default=False)
 
 
 def pack_hermitian(rho: jax.Array) -> jax.Array:
@@ -48,158 +79,115 @@ def pack_hermitian(rho: jax.Array) -> jax.Array:
 
 def unpack_hermitian(packed: jax.Array) -> jax.Array:
     """Inverse of :func:`pack_hermitian`."""
-    re_upper = jnp.triu(packed)
+    re = jnp.triu(packed) + jnp.swapaxes(jnp.triu(packed, 1), -1, -2)
     im_lower = jnp.tril(packed, -1)
-    re = re_upper + jnp.swapaxes(jnp.triu(packed, 1), -1, -2)
-    im = im_lower - jnp.swapaxes(im_lower, -1, -2)
-    return re + 1j * im
+    return re + 1j * (im_lower - jnp.swapaxes(im_lower, -1, -2))
 
 
 def pack_complex(x: jax.Array) -> jax.Array:
-    """Complex (...) → real (2, ...): real and imaginary parts stacked."""
-    return jnp.stack([jnp.real(x), jnp.imag(x)])
+    """Complex (...) → real (..., 2): real and imaginary parts on a last axis."""
+    return jnp.stack([jnp.real(x), jnp.imag(x)], axis=-1)
 
 
 def unpack_complex(y: jax.Array) -> jax.Array:
-    return y[0] + 1j * y[1]
+    return y[..., 0] + 1j * y[..., 1]
 
 
-CHECKPOINT_BYTES = 4 * 2**20  # memory for reverse-mode checkpoints per trajectory (issue 6)
+PACKINGS = {"hermitian": (pack_hermitian, unpack_hermitian), "complex": (pack_complex, unpack_complex)}
 
 
-def _adjoint(config, y0):
-    """The diffrax adjoint for ``config.gradient``. ``"checkpoint"``: as many checkpoints as fit in
-    :data:`CHECKPOINT_BYTES` (≈ 16 copies of y per step of carry), at most ``max_steps``. With diffrax's
-    default (log(max_steps) checkpoints) the backward pass recomputes the forward solve several times; with
-    enough checkpoints (2048 for the dimer) it recomputes nothing (grad/forward time on the dimer sweep of
-    benchmarks/bench_gradients.py: see the README, "Differentiable q-LLG")."""
-    if config.gradient != "checkpoint":
-        return GRADIENTS[config.gradient]()
+def batch_max_rms(x: jax.Array) -> jax.Array:
+    """max over the leading (batch) axis of each member's RMS; members that are NaN/inf are left out."""
+    rms = jnp.sqrt(jnp.mean(jnp.abs(x) ** 2, axis=tuple(range(1, x.ndim))))
+    finite = jnp.isfinite(rms)
+    return jnp.where(jnp.any(finite), jnp.max(jnp.where(finite, rms, 0.0)), jnp.inf)
+
+
+def adjoint(options: SolveOptions, y0: jax.Array):
+    """The diffrax adjoint for ``options.gradient``. ``"checkpoint"``: as many checkpoints as fit in
+    :data:`CHECKPOINT_BYTES` (≈ 16 copies of y per step of carry), at most ``max_steps``: with diffrax's default
+    (log(max_steps) checkpoints) the backward pass recomputes the forward solve several times."""
+    if options.gradient != "checkpoint":
+        return GRADIENTS[options.gradient]()
     size = 16 * max(y0.size * y0.dtype.itemsize, 1)
-    return diffrax.RecursiveCheckpointAdjoint(checkpoints=int(min(config.max_steps, max(64, CHECKPOINT_BYTES // size))))
+    return diffrax.RecursiveCheckpointAdjoint(checkpoints=int(min(options.max_steps, max(64, CHECKPOINT_BYTES // size))))
 
 
-def integrate(field: Callable, y0: jax.Array, ts: jax.Array, config: SolverConfig, record: Callable, hermitian: bool):
-    """Integrate ẏ = field(y) for complex y from ts[0] to ts[-1], saving ``record(y)`` at ts.
+STEP_CAP_SAFETY = 4.0
+"""Safety factor of :func:`derivative_step_cap` (measured: it keeps gradients at stationary states within 1e-6
+relative of finite differences of an independent solver, tests/test_gradients.py)."""
 
-    ``hermitian``: y is a Hermitian matrix (packed to d² reals) rather than a general complex array.
-    Returns (saved pytree with leading T axis, stats dict, success bool). ``stats`` holds the diffrax step
-    counts, ``t_reached`` (the time the integration got to; NaN with ``gradient="backsolve"``) and
-    ``failure`` (a :data:`FAILURE_REASONS` code). success is False on a diffrax failure (max_steps, step
-    size below ``DTMIN_FRACTION`` of the span); NaN/inf in the saved values is flagged by the caller.
+
+def derivative_step_cap(width: jax.Array, options: SolveOptions) -> jax.Array:
+    r"""Largest step while differentiating: :math:`s\,\mathrm{rtol}^{1/(p+1)}/W` (p the solver's order, W the
+    spectral width of H, s = :data:`STEP_CAP_SAFETY`), and at most ``options.max_step``.
+
+    The adaptive controller sees only the primal. A still (or slow) primal — a thermal state, an eigenstate, a
+    Werner state under an SU(2)-symmetric H — lets it take huge steps, but the tangent oscillates with
+    frequencies up to W and is not resolved: gradients came out 10× wrong. With this cap every step resolves
+    frequency W to the requested tolerance (a step of the order p method has local error ~ (W dt)^{p+1}).
     """
-    if config.complex_state:
-        to_state, from_state = (lambda y: y), (lambda x: x)
-    elif hermitian:
-        to_state, from_state = unpack_hermitian, pack_hermitian
-    else:
-        to_state, from_state = unpack_complex, pack_complex
-
-    save = lambda t, y, args: record(to_state(y))  # noqa: E731
-    if config.gradient == "backsolve":
-        saveat = diffrax.SaveAt(ts=ts)  # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...)
-        # BacksolveAdjoint differentiates only w.r.t. `args`: hoist the arrays `field` closes over (H, κ, ...)
-        # (complex constants travel as (re, im) pairs: the backward solve's buffers are real)
-        converted, consts = jax.closure_convert(field, y0)
-        args = tuple((c.real, c.imag) if jnp.iscomplexobj(c) else c for c in consts)
-        rebuild = lambda c: [x[0] + 1j * x[1] if isinstance(x, tuple) else x for x in c]  # noqa: E731
-        term = diffrax.ODETerm(lambda t, y, c: from_state(converted(to_state(y), *rebuild(c))))
-    else:  # also save the time actually reached (t1 on success), for failure messages
-        saveat = diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts, fn=save), diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: t)])
-        term, args = diffrax.ODETerm(lambda t, y, args: from_state(field(to_state(y)))), None
-    sol = diffrax.diffeqsolve(
-        term,
-        config.solver,
-        t0=ts[0],
-        t1=ts[-1],
-        dt0=None,
-        y0=from_state(y0),
-        saveat=saveat,
-        stepsize_controller=diffrax.PIDController(
-            rtol=config.rtol, atol=config.atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False
-        ),
-        args=args,
-        adjoint=_adjoint(config, y0),
-        max_steps=config.max_steps,
-        throw=False,
-        progress_meter=diffrax.TqdmProgressMeter() if config.progress else diffrax.NoProgressMeter(),
-    )
-    if config.gradient == "backsolve":  # record the saved raw states afterwards
-        ys, t_reached = jax.vmap(lambda y: save(None, y, None))(sol.ys), jnp.asarray(jnp.nan)
-    else:
-        ys, t_reached = sol.ys[0], sol.ys[1][0]
-    reason = failure_code(sol.result)
-    stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
-    stats["t_reached"] = t_reached
-    stats["failure"] = reason
-    return ys, stats, reason == FAILURE_NONE
-
-
-DTMIN_FRACTION = 1e-12
-"""Steps below this fraction of the time span count as a step-size collapse (a NaN/inf field or extreme stiffness)."""
-
-FAILURE_NONE, FAILURE_MAX_STEPS, FAILURE_DT_COLLAPSE, FAILURE_NONFINITE, FAILURE_OTHER = 0, 1, 2, 3, 4
-FAILURE_REASONS = {
-    FAILURE_NONE: "success",
-    FAILURE_MAX_STEPS: "max_steps reached",
-    FAILURE_DT_COLLAPSE: "step size collapsed",
-    FAILURE_NONFINITE: "NaN/inf in the saved output",
-    FAILURE_OTHER: "solver failure",
-}
-"""``Result.stats["failure"]`` codes (int per trajectory) → reason."""
+    order = options.solver.order(diffrax.ODETerm(lambda t, y, args: y))
+    cap = STEP_CAP_SAFETY * options.rtol ** (1.0 / (order + 1)) / jnp.maximum(jax.lax.stop_gradient(width), 1e-300)
+    return cap if options.max_step is None else jnp.minimum(cap, options.max_step)
 
 
 def failure_code(result) -> jax.Array:
-    """Map a diffrax ``RESULTS`` item to a :data:`FAILURE_REASONS` code. NaN/inf in the saved output
-    (:data:`FAILURE_NONFINITE`) is detected once for every path, closed forms included, by ``solve``."""
+    """Map a diffrax ``RESULTS`` item to a :data:`FAILURE_REASONS` code."""
     code = jnp.where(result == diffrax.RESULTS.max_steps_reached, FAILURE_MAX_STEPS, FAILURE_OTHER)
     code = jnp.where(result == diffrax.RESULTS.dt_min_reached, FAILURE_DT_COLLAPSE, code)
     return jnp.where(result == diffrax.RESULTS.successful, FAILURE_NONE, code)
 
 
-def dense_record(rho: jax.Array, H: jax.Array, config: SolverConfig) -> dict:
-    """What is saved per time on the dense path: invariants, observables and (optionally) ϱ (d, d)."""
-    out = {
-        "invariants": {
-            "trace": obs.trace(rho),
-            "purity": obs.purity(rho),
-            "energy": obs.energy(rho, H),
-            "hermiticity_error": obs.hermiticity_error(rho),
-        },
-        "observables": {name: fn(rho) for name, fn in config.observables},
-    }
-    if config.save_states:
-        out["states"] = rho
-    return out
+def integrate(field: Callable, record: Callable, final: Callable, y0: jax.Array, ts: jax.Array,
+              options: SolveOptions, packing: str, batched: bool, max_step=None):
+    """Integrate ẏ = field(y) for complex y from ts[0] to ts[-1].
 
+    Args:
+        field, record, final: functions of the complex state y (batched: (n, …)): the vector field, what
+            is saved at each of ``ts`` (a pytree), and what is saved at the final time reached.
+        y0: complex initial state, (n, …) when ``batched``.
+        packing: ``"hermitian"`` (y is a Hermitian matrix) or ``"complex"`` (any complex array).
+        batched: y has a leading batch axis integrated with shared steps (norm :func:`batch_max_rms`).
+        max_step: largest step (a traced scalar is fine); default ``options.max_step``.
 
-def frame_record(frame, weights, apply_H, config: SolverConfig, key: str, keep_states: bool, dense_observables: bool) -> dict:
-    """What is saved per time for ϱ = U diag(w) U† given as a frame U (D, r) (or a ket (D,), w = (1,)).
-
-    Invariants use only U†U and U†HU (r × r): trace Σ w_j G_jj, purity Tr(WGWG), energy Σ w_j Re(U†HU)_jj,
-    ``orthonormality_error`` max |U†U − 𝟙| and ``spectrum`` eig(W^½ G W^½) (r,). The dense ϱ is built only
-    for ``keep_states`` (saved as ``states``) or ``dense_observables`` (callables get ϱ), i.e. small D.
+    Returns:
+        (saved pytree with the time axis leading (T, …), final pytree, stats dict of scalars (num_steps,
+        num_accepted_steps, num_rejected_steps, t_reached (NaN with backsolve), failure)).
     """
-    u = frame if frame.ndim == 2 else frame[:, None]
-    w = weights.astype(u.real.dtype)
-    gram = jnp.conj(u.T) @ u
-    projected_h = jnp.conj(u.T) @ apply_H(u)
-    sqrt_w = jnp.sqrt(w)
-    weighted = w[:, None] * gram
-    out = {
-        "invariants": {
-            "trace": jnp.real(jnp.sum(w * jnp.diagonal(gram))),
-            "purity": jnp.real(jnp.sum(weighted * weighted.T)),
-            "energy": jnp.real(jnp.sum(w * jnp.diagonal(projected_h))),
-            "orthonormality_error": jnp.max(jnp.abs(gram - jnp.eye(u.shape[1]))),
-            "spectrum": jnp.linalg.eigvalsh(sqrt_w[:, None] * gram * sqrt_w[None, :]),
-        },
-        key: frame,
-    }
-    out["observables"] = {}
-    if keep_states or dense_observables:
-        rho = (u * w) @ jnp.conj(u.T)
-        out["observables"] = {name: fn(rho) for name, fn in config.observables}
-        if keep_states:
-            out["states"] = rho
-    return out
+    if options.complex_state:
+        pack = unpack = lambda x: x  # noqa: E731
+    else:
+        pack, unpack = PACKINGS[packing]
+    controller = diffrax.PIDController(
+        rtol=options.rtol, atol=options.atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False,
+        dtmax=options.max_step if max_step is None else max_step, **({"norm": batch_max_rms} if batched else {}),
+    )
+    if options.gradient == "backsolve":
+        # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...), and differentiates only w.r.t.
+        # `args`: hoist the arrays `field` closes over (complex ones as (re, im) pairs: its buffers are real)
+        saveat = diffrax.SaveAt(ts=ts)
+        converted, consts = jax.closure_convert(field, y0)
+        args = tuple((c.real, c.imag) if jnp.iscomplexobj(c) else c for c in consts)
+        rebuild = lambda c: [x[0] + 1j * x[1] if isinstance(x, tuple) else x for x in c]  # noqa: E731
+        term = diffrax.ODETerm(lambda t, y, c: pack(converted(unpack(y), *rebuild(c))))
+    else:
+        saveat = diffrax.SaveAt(subs=[
+            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: record(unpack(y))),
+            diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: (t, final(unpack(y)))),
+        ])
+        term, args = diffrax.ODETerm(lambda t, y, args: pack(field(unpack(y)))), None
+    sol = diffrax.diffeqsolve(
+        term, options.solver, t0=ts[0], t1=ts[-1], dt0=None, y0=pack(y0), saveat=saveat,
+        stepsize_controller=controller, args=args, adjoint=adjoint(options, y0), max_steps=options.max_steps,
+        throw=False, progress_meter=diffrax.TqdmProgressMeter() if options.progress else diffrax.NoProgressMeter(),
+    )
+    if options.gradient == "backsolve":
+        states = jax.vmap(unpack)(sol.ys)
+        saved, last, t_reached = jax.vmap(record)(states), final(states[-1]), jnp.asarray(jnp.nan)
+    else:
+        saved, (t_reached, last) = sol.ys[0], jax.tree_util.tree_map(lambda x: x[0], sol.ys[1])
+    stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
+    stats["t_reached"] = t_reached
+    stats["failure"] = failure_code(sol.result)
+    return saved, last, stats

@@ -482,7 +482,7 @@ def build_system(table: Mapping) -> System:
 
         check_choice(str(solver).lower(), SOLVER_NAMES, "dynamics.solver")
     method = dynamics.get("method", "auto")
-    from .fast_paths import METHODS
+    from .methods import METHODS
 
     check_choice(method, METHODS, "dynamics.method")
     observables = _observables(table, model)

@@ -61,7 +61,7 @@ def _shifted_exponentials_jvp(primals, tangents):
     return out, tangent
 
 
-def _propagator_columns(H, W0, ts, kappa):
+def propagate_columns(H, W0, ts, kappa):
     """e^{−iH_eff t} W0 for each t, with energies shifted so the damping factor never overflows; (T, d, r).
 
     Differentiable in H, W0, ts and κ, with finite exact derivatives at degenerate spectra of H.
@@ -77,7 +77,7 @@ def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
     H = check_hamiltonian(H)
     psi0 = check_ket(psi0, "psi0", H.shape[-1])
     ts, kappa = check_times(ts), check_kappa(kappa)
-    psi = _propagator_columns(H, psi0[:, None], ts - ts[0], kappa)[..., 0]
+    psi = propagate_columns(H, psi0[:, None], ts - ts[0], kappa)[..., 0]
     return psi / jnp.linalg.norm(psi, axis=-1, keepdims=True)
 
 
@@ -86,10 +86,16 @@ def projector_exact(H, W0, ts, kappa) -> jax.Array:
     columns, ts (T,) in ħ/E0 and κ ≥ 0."""
     H = check_hamiltonian(H)
     W0 = check_finite(as_array(W0, "W0"), "W0")
-    if H.ndim != 2 or W0.ndim != 2 or W0.shape[0] != H.shape[-1]:
-        raise ValueError(f"W0 must have shape (d, r) with d = {H.shape[-1]} (H is {H.shape}), got {W0.shape}")
+    if H.ndim != 2 or W0.ndim != 2 or W0.shape[0] != H.shape[-1] or W0.shape[1] == 0:
+        raise ValueError(f"W0 must have shape (d, r) with d = {H.shape[-1]} and r >= 1 (H is {H.shape}), got {W0.shape}")
+    value = concrete_value(W0)
+    if value is not None:
+        singular = np.linalg.svd(value, compute_uv=False)
+        if singular[-1] <= 1e-10 * max(1.0, singular[0]):
+            raise ValueError(f"W0 must have linearly independent columns (it spans range P); its smallest singular "
+                             f"value is {singular[-1]:.3g}")
     ts, kappa = check_times(ts), check_kappa(kappa)
-    W = _propagator_columns(H, W0, ts - ts[0], kappa)
+    W = propagate_columns(H, W0, ts - ts[0], kappa)
     Q, _ = jnp.linalg.qr(W)
     return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
 

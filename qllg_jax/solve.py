@@ -1,18 +1,20 @@
-r"""The public solver: integrate ϱ̇ = f(ϱ, H) and save states or observables at chosen times.
+r"""The public solver: integrate ϱ̇ = f(ϱ, H) and save states, invariants and observables at chosen times.
 
-:func:`solve` validates its inputs, picks a representation of ϱ (``method``, see
-:mod:`qllg_jax.fast_paths`: dense matrix, eq. 28, state vector, two-level closed form or low-rank frame) and
-runs the matching private path. All integrating paths share one diffrax call
-(:func:`qllg_jax._integrate.integrate`).
+:func:`solve` does three things in order:
 
-The Hermitian ϱ (d, d) of the dense path is integrated as one real (d, d) array (real part on and above the
-diagonal, imaginary part below): exactly the d² real degrees of freedom, so the error control sees each
-once and diffrax works in real arithmetic. Measured in ``benchmarks/complex_vs_real.py``
-(docs/complex_vs_real.md); ``complex_state=True`` integrates the complex matrix instead.
+1. reads and validates every input on the host, once (values known on the host — also numpy constants closed
+   over inside ``jax.jit`` — are checked before any compute; traced values get runtime checks instead);
+2. resolves ``method`` to a method object (:mod:`qllg_jax.methods`) from those host values, so eager calls,
+   ``jit``, ``vmap``, ``jit(vmap)`` and ``grad`` choose the same method, and prepares the initial state;
+3. calls ONE compiled function (:func:`_solve_compiled`) that integrates — a batch as one ODE with shared steps —
+   or evaluates the closed form, records what is saved, checks the result and computes the diagnostics.
+
+A new H, ϱ0, κ, ts or observable operator of the same shapes reuses the compilation.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import diffrax
@@ -21,17 +23,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import fast_paths as fp
-from . import observables as obs
 from ._checks import (
     as_array,
     check_choice,
-    check_density_matrix,
     check_flag,
     check_finite,
     check_hamiltonian,
     check_kappa,
-    check_ket,
     check_positive,
     check_solver,
     check_times,
@@ -39,10 +37,31 @@ from ._checks import (
     is_concrete,
     warn_invariants,
 )
-from ._integrate import FAILURE_NONFINITE, FAILURE_REASONS, GRADIENTS, SolverConfig, dense_record, integrate
+from ._guards import check_bytes, dense_bytes
+from ._integrate import (
+    BATCHING,
+    FAILURE_BAD_H,
+    FAILURE_BAD_KAPPA,
+    FAILURE_BAD_STATE,
+    FAILURE_BAD_TIMES,
+    FAILURE_NONFINITE,
+    FAILURE_REASONS,
+    GRADIENTS,
+    SolveOptions,
+    derivative_step_cap,
+    integrate,
+)
 from .equations import EQUATIONS, STRATEGIES
+from .equations.frame import frame_density_matrix
 from .hamiltonians import SpinModel
-from .states import density_matrix
+from .methods import Method, read_initial_state, resolve_method
+from .methods._observables import Observables
+from .methods._operator import as_operator
+
+STATES_MAX_DIM = 2048
+"""``Result.states`` built from kets / frames: only up to this D (a (…, T, D, D) array)."""
+OBSERVABLES_MAX_DIM = 2048
+"""Callable observables get the dense ϱ (D, D) on the ket / frame methods: only up to this D."""
 
 
 class SolveError(RuntimeError):
@@ -50,16 +69,14 @@ class SolveError(RuntimeError):
 
 
 class Diagnostics(eqx.Module):
-    """Invariant checks of one solve (max over saved times; each is 0 for exact q-LLG dynamics).
+    """Invariant checks of one solve, each of shape (...,) = the batch shape (0 for exact q-LLG dynamics).
 
     Attributes:
-        trace_error: max |Tr ϱ(t) − Tr ϱ(0)|.
-        hermiticity_error: max |ϱ − ϱ†| on the dense paths; on the ket / frame paths (where ϱ = UΛU† is
-            Hermitian by construction) the representation error max |U†U − 𝟙| instead.
-        purity_drift: max |Tr ϱ² (t) − Tr ϱ²(0)|.
-        spectrum_drift: max |λ_i(t) − λ_i(0)|. NaN (not measured) on the dense and ``two_level`` paths
-            with ``save_states=False``: the spectrum would cost an eigendecomposition per save, which
-            dominates a sweep; ``purity_drift`` still checks Tr ϱ² there. Ket / frame paths always have it.
+        trace_error: max over saves |Tr ϱ(t) − Tr ϱ(0)|.
+        hermiticity_error: max over saves of the representation error: |ϱ − ϱ†| (dense states), |U†U − 𝟙|
+            (frames) or |⟨ψ|ψ⟩ − 1| (kets).
+        purity_drift: max over saves |Tr ϱ²(t) − Tr ϱ²(0)|.
+        spectrum_drift: max |λ_i(t_end) − λ_i(0)| over the eigenvalues the representation carries.
         energy_increase: largest rise of Tr(ϱH) between consecutive saves (≤ 0 for damped flows).
     """
 
@@ -71,247 +88,122 @@ class Diagnostics(eqx.Module):
 
     def as_dict(self) -> dict[str, float]:
         """Field name → its maximum over the batch (a Python float; NaN where not measurable)."""
-        return {k: float(jnp.max(v)) for k, v in vars(self).items()}
+        return {k: float(np.max(np.asarray(v))) for k, v in vars(self).items()}
 
     def check(self, tol: float = 1e-6) -> list[str]:
-        """Names of the invariants violated by more than ``tol`` (energy: rises above tol·max(1, |E|))."""
+        """Names of the invariants violated by more than ``tol``."""
         return [k for k, v in self.as_dict().items() if np.isfinite(v) and v > tol]
 
 
 class Result(eqx.Module):
-    """Output of :func:`solve`. Batch axes (...) of the inputs lead every array.
+    """Output of :func:`solve`; the batch axes (...) of H, ϱ0 and κ lead every array.
 
     Attributes:
         ts: save times, shape (T,).
-        states: ϱ(t), shape (..., T, D, D); None when ``save_states=False`` or when a ket / frame path ran
-            with D > ``fast_paths.STATES_MAX_DIM`` (then use ``kets`` / ``frames``).
-        observables: dict name → array (..., T, *obs_shape) of requested observables.
-        invariants: dict with ``trace``, ``purity``, ``energy`` (..., T) and ``hermiticity_error`` (dense
-            paths) or ``orthonormality_error`` and ``spectrum`` (..., T, r) (ket / frame paths).
-        stats: dict with ``num_steps``, ``num_accepted_steps``, ``num_rejected_steps`` (...,) (0 for the
-            closed forms ``exact`` and ``two_level``), ``failure`` (...,) int (0 ok, 1 max_steps reached,
-            2 step size collapsed, 3 NaN/inf in the saved output, 4 other) and, on integrating paths,
-            ``t_reached`` (...,) (the time the integrator got to; NaN with ``gradient="backsolve"``).
-        success: bool (...,): the integration reached ts[-1].
-        method: the path that ran (``"dense"``, ``"exact"``, ``"pure"``, ``"two_level"``, ``"low_rank"``).
-        kets: ψ(t), shape (..., T, D), for ``pure`` / ``exact`` (ϱ = |ψ⟩⟨ψ|), else None.
-        frames: U(t), shape (T, D, r), for ``low_rank`` (ϱ = U diag(weights) U†), else None.
-        weights: the constant nonzero eigenvalues (r,) for ``low_rank``, else None.
+        states: ϱ(t), shape (..., T, D, D): stored by the ``dense`` and ``two_level`` methods, built on access
+            from ``kets`` / ``frames`` otherwise (D ≤ :data:`STATES_MAX_DIM`); None with ``save_states=False``.
+        kets: ψ(t), shape (..., T, D), for ``ket`` / ``exact`` (ϱ = |ψ⟩⟨ψ|), else None.
+        frames: U(t), shape (..., T, D, r), for ``frame`` (ϱ = U diag(weights) U†), else None.
+        weights: the constant eigenvalues carried by the frame, shape (..., r), for ``frame``, else None.
+        observables: dict name → array (..., T, *shape) of the requested observables.
+        invariants: dict with ``trace``, ``purity``, ``energy`` (Tr ϱH, energy units) and
+            ``representation_error`` (see :class:`Diagnostics`), each (..., T).
+        stats: dict with ``num_steps``, ``num_accepted_steps``, ``num_rejected_steps`` (0 for the closed
+            forms; shared by a batch integrated as one ODE), ``t_reached`` (the time the integration got to;
+            NaN with ``gradient="backsolve"``) and ``failure`` (a :data:`~qllg_jax._integrate.FAILURE_REASONS`
+            code: 0 success), each (...,).
+        success: bool (...,): the trajectory reached ts[-1] with finite output and valid inputs.
+        method: the method that ran (``"dense"``, ``"frame"``, ``"ket"``, ``"exact"``, ``"two_level"``).
     """
 
     ts: jax.Array
-    states: jax.Array | None
     observables: dict
     invariants: dict
     stats: dict
     success: jax.Array
+    kets: jax.Array | None
+    frames: jax.Array | None
+    weights: jax.Array | None
+    stored_states: jax.Array | None
+    checks: Diagnostics
     method: str = eqx.field(static=True, default="dense")
-    kets: jax.Array | None = None
-    frames: jax.Array | None = None
-    weights: jax.Array | None = None
+
+    @property
+    def states(self) -> jax.Array | None:
+        if self.stored_states is not None:
+            return self.stored_states
+        source = self.kets if self.kets is not None else self.frames
+        if source is None:
+            return None
+        dim = source.shape[-1] if self.kets is not None else source.shape[-2]
+        if dim > STATES_MAX_DIM:
+            raise ValueError(f"Result.states: D = {dim} > STATES_MAX_DIM = {STATES_MAX_DIM}; use Result.kets / "
+                             "Result.frames (the dense ϱ(t) would not fit)")
+        check_bytes(dense_bytes(dim, math.prod(source.shape[:-2 if self.kets is not None else -3])),
+                    f"Result.states ({source.shape[:-1 if self.kets is not None else -2]} states of D = {dim})")
+        if self.kets is not None:
+            return self.kets[..., :, None] * jnp.conj(self.kets[..., None, :])
+        return frame_density_matrix(self.frames, self.weights[..., None, :])
 
     def diagnostics(self) -> Diagnostics:
         """Invariant drifts of this run (:class:`Diagnostics`, each field of shape (...,) = the batch shape)."""
-        inv = self.invariants
-        first = lambda x: x[..., :1]  # noqa: E731
-        energy_rise = jnp.max(jnp.diff(inv["energy"], axis=-1), axis=-1, initial=0.0)
-        if "spectrum" in inv:
-            drift = jnp.max(jnp.abs(inv["spectrum"] - inv["spectrum"][..., :1, :]), axis=(-2, -1))
-        elif self.states is not None:
-            spec = obs.spectrum(self.states)
-            drift = jnp.max(jnp.abs(spec - spec[..., :1, :]), axis=(-2, -1))
-        else:
-            drift = jnp.full(inv["trace"].shape[:-1], jnp.nan)
-        representation_error = inv["hermiticity_error"] if "hermiticity_error" in inv else inv["orthonormality_error"]
-        return Diagnostics(
-            trace_error=jnp.max(jnp.abs(inv["trace"] - first(inv["trace"])), axis=-1),
-            hermiticity_error=jnp.max(representation_error, axis=-1),
-            purity_drift=jnp.max(jnp.abs(inv["purity"] - first(inv["purity"])), axis=-1),
-            spectrum_drift=drift,
-            energy_increase=energy_rise,
-        )
+        return self.checks
 
 
-def _as_observable(name, value, dim: int | None = None) -> Callable:
-    if callable(value) and not hasattr(value, "shape"):
-        return value
-    op = as_array(value, f"observables[{name!r}]")
-    if op.ndim != 2 or op.shape[0] != op.shape[1] or (dim is not None and op.shape[0] != dim):
-        raise ValueError(
-            f"observables[{name!r}] must be a callable rho -> array or a square operator (D, D) with D = {dim}, "
-            f"got shape {op.shape}"
-        )
-    return lambda rho: obs.expectation(rho, op)
+# ------------------------------------------------------------------------------------------ host side
 
 
-@eqx.filter_jit
-def _solve_one(H, rho0, kappa, ts, config: SolverConfig):
-    """The dense path for one trajectory: ϱ (d, d) with the general linear solve. Returns (ys, stats, success)."""
-    field = EQUATIONS[config.equation](kappa, **({"strategy": config.strategy} if config.equation == "qllg" else {}))
-    return integrate(lambda rho: field(rho, H), rho0, ts, config, lambda rho: dense_record(rho, H, config), hermitian=True)
+def _read_hamiltonian(H):
+    """(H as passed into the compiled solve, D, batch shape, whether its values were checked on the host)."""
+    if isinstance(H, SpinModel):
+        return H, H.dim, tuple(jnp.shape(H.field)[:-2]), is_concrete(H)
+    raw = H
+    H = check_hamiltonian(H, "H")
+    return H, H.shape[-1], tuple(H.shape[:-2]), host_value(raw, H) is not None
 
 
-def _time_reached(ts, trace):
-    finite = np.isfinite(np.asarray(trace))
-    return float(np.asarray(ts)[finite.nonzero()[0][-1]]) if finite.any() else float(np.asarray(ts)[0])
+def _observables(observables, dim: int, method: Method) -> Observables:
+    if observables is None:
+        return Observables({})
+    if not isinstance(observables, Mapping):
+        raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
+    operators, functions = {}, []
+    for name, value in observables.items():
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"observables: names must be non-empty strings without '/', got {name!r}")
+        if callable(value) and not hasattr(value, "shape"):
+            if method.representation != "states" and dim > OBSERVABLES_MAX_DIM:
+                raise ValueError(f"observables[{name!r}]: callables get the dense rho, which method {method.name!r} "
+                                 f"builds only for D <= {OBSERVABLES_MAX_DIM} (D = {dim}); pass an operator instead")
+            functions.append((name, value))
+            continue
+        raw, op = value, as_array(value, f"observables[{name!r}]")
+        if op.shape != (dim, dim):
+            raise ValueError(f"observables[{name!r}] must be a callable rho -> array or an operator of shape "
+                             f"({dim}, {dim}), got shape {op.shape}")
+        operators[name] = check_finite(op, f"observables[{name!r}]", raw).astype(complex)
+    return Observables(operators, tuple(functions), tuple(observables))
 
 
-def _map_batch(run, batch, args, cores):
-    """Apply ``run(*args)`` over the broadcast leading ``batch`` axes (vmapped over one flat axis).
-
-    ``cores[i]`` is the trailing (core) shape of ``args[i]``, or None for an argument shared by all
-    elements (a SpinModel, ts, the config).
-    """
-    if not batch:
-        return run(*args)
-    n = int(np.prod(batch))
-    flat = [a if c is None else jnp.broadcast_to(a, batch + c).reshape((n,) + c) for a, c in zip(args, cores)]
-    out = jax.vmap(run, in_axes=tuple(None if c is None else 0 for c in cores))(*flat)
-    return jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
+def _core_ndim(method: Method) -> int:
+    return 1 if method.representation == "kets" else 2
 
 
-def _mark_nonfinite(ys, stats, success):
-    """success &= every saved value of the trajectory is finite; stats["failure"] records the reason code."""
-    lead = success.ndim
-    finite = jnp.ones(success.shape, dtype=bool)
-    for leaf in jax.tree_util.tree_leaves(ys):
-        finite = finite & jnp.all(jnp.isfinite(leaf), axis=tuple(range(lead, jnp.ndim(leaf))))
-    failure = stats.get("failure", jnp.zeros(success.shape, dtype=int))
-    stats = {**stats, "failure": jnp.where(success & ~finite, FAILURE_NONFINITE, failure)}
-    return stats, success & finite
+def _broadcast_batch(shapes: dict[str, tuple]) -> tuple[int, ...]:
+    try:
+        return tuple(np.broadcast_shapes(*shapes.values()))
+    except ValueError:
+        listed = ", ".join(f"{name} {shape}" for name, shape in shapes.items())
+        raise ValueError(f"the batch axes do not broadcast: {listed} (leading axes of H, rho0 and kappa "
+                         "must be equal or 1, numpy-style)") from None
 
 
-_HINTS = {
-    "max_steps reached": "raise max_steps (now {max_steps}), loosen rtol/atol, or try a stiff solver (solver='kvaerno5')",
-    "step size collapsed": "the vector field most likely produced NaN/inf there (check H and rho0 for huge entries, "
-    "custom observables for NaN) or the problem is extremely stiff (try solver='kvaerno5')",
-    "NaN/inf in the saved output": "check custom observables and H/rho0 for huge entries; tighten rtol/atol",
-    "solver failure": "try another solver or tolerances",
-}
-
-
-def _failure_message(ys, stats, success, ts, max_steps) -> str:
-    """Which trajectory failed, why, the time it reached and a hint (concrete arrays only)."""
-    flat_success = np.asarray(success).reshape(-1)
-    bad = int(np.argwhere(~flat_success)[0, 0])
-    ts_np = np.asarray(ts)
-    reason = FAILURE_REASONS[int(np.asarray(stats["failure"]).reshape(-1)[bad])]
-    t_reached = float(np.asarray(stats.get("t_reached", np.nan)).reshape(-1)[bad]) if "t_reached" in stats else np.nan
-    where = ""
-    if reason == "NaN/inf in the saved output":
-        for path, leaf in jax.tree_util.tree_flatten_with_path(ys)[0]:
-            values = np.asarray(leaf).reshape((flat_success.size, len(ts_np), -1))[bad]
-            rows = np.nonzero(~np.all(np.isfinite(values), axis=-1))[0]
-            if rows.size:
-                name = "/".join(str(getattr(k, "key", k)) for k in path)
-                where = f" ('{name}' first non-finite at t = {ts_np[rows[0]]:.6g})"
-                t_reached = ts_np[rows[0]]
-                break
-    elif not np.isfinite(t_reached):  # backsolve: the last save time with a finite trace
-        trace = np.asarray(ys["invariants"]["trace"]).reshape(flat_success.size, -1)[bad]
-        t_reached = _time_reached(ts, trace)
-    element = f" (batch element {bad})" if flat_success.size > 1 or np.ndim(success) > 0 else ""
-    return (
-        f"q-LLG solve failed{element}: {reason}{where} at t = {t_reached:.6g} of [{ts_np[0]:.6g}, {ts_np[-1]:.6g}]; "
-        f"hint: {_HINTS[reason].format(max_steps=max_steps)}"
-    )
-
-
-def _check_success(ys, success, ts, max_steps, stats=None):
-    """Raise :class:`SolveError` (concrete) or attach a runtime error (traced) when a trajectory failed."""
-    stats = {} if stats is None else stats
-    if is_concrete(success):
-        if not bool(jnp.all(success)):
-            if not is_concrete(ys, stats, ts):
-                raise SolveError(f"q-LLG solve failed (reason code(s) {np.asarray(stats.get('failure'))}); hint: raise max_steps")
-            raise SolveError(_failure_message(ys, stats, success, ts, max_steps))
-        return ys
-    return eqx.error_if(ys, ~success, "q-LLG integration failed (max_steps reached, step size collapsed or NaN/inf)")
-
-
-def _is_ket(x) -> bool:
-    return not isinstance(x, fp.LowRankState) and (x.ndim == 1 or x.shape[-1] != x.shape[-2])
-
-
-def _initial_ket(rho0, dim):
-    """A validated ket (..., D) from a ket, a rank-1 ϱ or a rank-1 LowRankState."""
-    if isinstance(rho0, fp.LowRankState):
-        if rho0.rank != 1:
-            raise ValueError(f"method 'pure'/'exact' needs a pure rho0, got a LowRankState of rank {rho0.rank}")
-        return rho0.frame[:, 0]
-    if _is_ket(rho0):
-        return check_ket(rho0, "rho0", dim)
-    rho0 = check_density_matrix(rho0, "rho0", dim)
-    if is_concrete(rho0):
-        rho_np = np.asarray(rho0)  # numpy: under jit even jnp ops on constants are traced
-        purity = np.real(np.einsum("...ij,...ji->...", rho_np, rho_np))
-        if np.any(np.abs(purity - 1) > 1e-8):
-            raise ValueError(f"method 'pure'/'exact' needs a pure rho0 (Tr rho0^2 = 1), got purity {purity.min():.6g}")
-    return fp.top_eigenvector(rho0)
-
-
-def _initial_frame(rho0, dim):
-    if isinstance(rho0, fp.LowRankState):
-        if rho0.dim != dim:
-            raise ValueError(f"rho0 has dimension {rho0.dim} but the system has dimension {dim}")
-        return rho0
-    if _is_ket(rho0):
-        return fp.LowRankState(check_ket(rho0, "rho0", dim)[:, None], jnp.ones(1))
-    rho0 = check_density_matrix(rho0, "rho0", dim)
-    if rho0.ndim != 2 or not is_concrete(rho0):
-        raise ValueError("method 'low_rank' needs one concrete rho0 (D, D) (or a LowRankState); no batch/tracing")
-    return fp.LowRankState.from_density_matrix(rho0)
-
-
-def _initial_matrix(rho0, dim):
-    if isinstance(rho0, fp.LowRankState):
-        rho0 = rho0.density_matrix()
-    elif _is_ket(rho0):
-        rho0 = density_matrix(check_ket(rho0, "rho0", dim), "rho0")
-    return check_density_matrix(rho0, "rho0", dim)
-
-
-def _dense(H) -> jax.Array:
-    """The (already validated) Hamiltonian as a dense array (..., D, D)."""
-    return H.matrix() if isinstance(H, SpinModel) else H
-
-
-def _run_dense(H, rho0, kappa, ts, config, d):
-    H = _dense(H)
-    rho0 = _initial_matrix(rho0, d)
-    batch = jnp.broadcast_shapes(H.shape[:-2], rho0.shape[:-2], kappa.shape)
-    return _map_batch(_solve_one, batch, (H, rho0, kappa, ts, config), ((d, d), (d, d), (), None, None))
-
-
-def _run_kets(method, H, rho0, kappa, ts, config, d):
-    psi0 = _initial_ket(rho0, d)
-    if method == "exact":
-        H = _dense(H)
-    h_core = None if isinstance(H, SpinModel) else (d, d)
-    h_batch = () if h_core is None else H.shape[:-2]
-    batch = jnp.broadcast_shapes(h_batch, psi0.shape[:-1], kappa.shape)
-    run = fp.run_exact if method == "exact" else fp.run_pure
-    return _map_batch(run, batch, (H, psi0, kappa, ts, config), (h_core, (d,), (), None, None))
-
-
-def _run_two_level(H, rho0, kappa, ts, config, d):
-    H = _dense(H)
-    rho0 = _initial_matrix(rho0, d)
-    if H.ndim != 2 or rho0.ndim != 2 or kappa.ndim != 0 or not is_concrete(rho0):
-        raise ValueError("method 'two_level' needs one concrete H (D, D), rho0 (D, D) and scalar kappa (no batch)")
-    return fp.run_two_level(H, rho0, kappa, ts, config)
-
-
-def _run_low_rank(H, rho0, kappa, ts, config, d):
-    """Returns (saved pytree, stats, success, weights (r,))."""
-    if config.equation == "qll":
-        raise ValueError("method 'low_rank' supports equation 'qllg' and 'von_neumann' (q-LL of mixed states differs)")
-    if not isinstance(H, SpinModel) and H.ndim != 2:
-        raise ValueError(f"method 'low_rank' needs one H (D, D) (no batch), got shape {H.shape}")
-    if kappa.ndim != 0:
-        raise ValueError("method 'low_rank' needs a scalar kappa (no batch)")
-    state = _initial_frame(rho0, d)
-    return (*fp.run_low_rank(H, state.frame, state.weights, kappa, ts, config), state.weights)
+def _estimate_bytes(method: Method, dim: int, y0, n: int, n_saves: int, save_states: bool) -> int:
+    """Memory of one solve: the state's solver copies and, when kept, the saved states (per batch element)."""
+    per_state = 16 * math.prod(y0.shape[-_core_ndim(method):])
+    saved = per_state * n_saves if save_states else 0
+    working = 16 * per_state + (dense_bytes(dim, 4) if method.needs_dense_H or method.name == "dense" else 0)
+    return n * (saved + working)
 
 
 def solve(
@@ -320,16 +212,18 @@ def solve(
     ts,
     kappa=0.0,
     *,
-    method: str = "auto",
+    method: str | Method = "auto",
     equation: str = "qllg",
     strategy: str = "auto",
     solver: diffrax.AbstractSolver | str | None = None,
     rtol: float = 1e-8,
     atol: float = 1e-10,
     max_steps: int = 100_000,
+    max_step: float | None = None,
     observables: Mapping[str, Callable | jax.Array] | None = None,
     save_states: bool = True,
     gradient: str = "checkpoint",
+    batching: str = "shared",
     complex_state: bool = False,
     gauge_fix: bool = True,
     throw: bool = True,
@@ -341,127 +235,342 @@ def solve(
     .. math:: \dot\varrho = i[\varrho, H] + i\kappa[\varrho, \dot\varrho] \qquad (\hbar = 1)
 
     Args:
-        H: Hamiltonian, array (..., D, D) (Hermitian, energy units) or a :class:`SpinModel` (applied
-            matrix-free on the ``pure`` and ``low_rank`` paths).
-        rho0: initial state: density matrix (..., D, D), ket (..., D) (ϱ = |ψ⟩⟨ψ|), or a
-            :class:`~qllg_jax.LowRankState` (frame (D, r) + weights (r,)) for large low-rank states.
+        H: Hamiltonian (..., D, D) (Hermitian, energy units E0) or a :class:`SpinModel` (applied matrix-free by
+            the ``frame`` and ``ket`` methods; leading axes of its parameters are batch axes).
+        rho0: initial state: density matrices (..., D, D), kets (..., D), kets as columns (..., D, 1) (the
+            unambiguous form for D kets of dimension D), or a :class:`~qllg_jax.LowRankState`.
         ts: save times (T,), strictly increasing, units ħ/E0; integration runs from ts[0] to ts[-1].
-        kappa: dimensionless damping κ ≥ 0, scalar or batch (...,).
-        method: representation of ϱ (see :mod:`qllg_jax.fast_paths`): ``"auto"`` (default), ``"dense"``,
-            ``"exact"`` (eq. 28, pure), ``"pure"`` (state vector, matrix-free), ``"two_level"`` (a𝟙 + bP,
-            closed form) or ``"low_rank"`` (eigen-frame U (D, r)). auto: ket or rank-1 → exact (D ≤ 256) /
-            pure; two eigenvalues → two_level; rank ≤ D/4 → low_rank; else (or traced/batched ϱ) dense.
+        kappa: dimensionless damping κ ≥ 0, scalar or (...,).
+        method: ``"auto"`` (default) or ``"dense"``, ``"frame"``, ``"ket"``, ``"exact"``, ``"two_level"`` (or a
+            method object from :mod:`qllg_jax.methods`); see :func:`~qllg_jax.methods.resolve_method` for what
+            auto picks (pure → exact/ket, a𝟙 + bP → two_level, other mixed states → frame, traced ϱ0 → dense).
         equation: ``"qllg"`` (default), ``"qll"`` (Wieser) or ``"von_neumann"``.
-        strategy: dense q-LLG linear solve: ``"auto"``, ``"eigen"``, ``"kron"`` or ``"krylov"``
-            (see :mod:`qllg_jax.equations.resolvent`).
-        solver: an adaptive diffrax solver instance or its name (``"tsit5"`` (default), ``"dopri5"``,
-            ``"dopri8"`` (tight tolerances), ``"kvaerno5"`` (stiff), ...; see ``qllg_jax.SOLVER_NAMES``).
-        rtol, atol: adaptive step-size tolerances (PID controller).
-        max_steps: step budget; exceeding it raises :class:`SolveError` (or marks ``success=False``
-            when ``throw=False``).
-        observables: dict name → callable ϱ ↦ array, or name → operator (D, D) for Re Tr(ϱA); saved at ts.
-            On the ket / frame paths the callables get ϱ built per save time (D ≤ 2048).
-        save_states: keep ϱ(t) (T, D, D) (ket / frame paths: only for D ≤ 256; kets/frames are always kept).
-        gradient: how reverse/forward derivatives flow through the solve: ``"checkpoint"`` (reverse mode,
-            recursive checkpointing; default), ``"forward"`` (forward mode, for jacfwd with few parameters),
-            ``"backsolve"`` (continuous adjoint, O(1) memory for very long runs).
+        strategy: the dense method's linear solve: ``"auto"``, ``"eigen"``, ``"kron"`` or ``"krylov"``.
+        solver: an adaptive diffrax solver or its name (``"tsit5"`` (default), ``"dopri5"``, ``"dopri8"``,
+            ``"kvaerno5"``, ...; see ``qllg_jax.SOLVER_NAMES``).
+        rtol, atol: adaptive step-size tolerances (PID controller; a batch: per-trajectory RMS, max over it).
+        max_steps: step budget; exceeding it fails the solve.
+        max_step: largest step (ħ/E0), or None (no cap).
+        observables: dict name → operator (D, D), saved as Re Tr(ϱA) (a new operator of the same shape does not
+            recompile), or name → callable ϱ (D, D) ↦ array (static: reuse the same callable to reuse the
+            compilation).
+        save_states: keep the states (``states`` / ``kets`` / ``frames``); False keeps only invariants and
+            observables (sweeps).
+        gradient: how derivatives flow: ``"checkpoint"`` (reverse mode, default), ``"forward"`` (``jax.jacfwd``
+            with few parameters), ``"backsolve"`` (continuous adjoint, O(1) memory).
+        batching: ``"shared"`` (default: a batch is ONE ODE with shared steps, the error norm the max over
+            trajectories of each one's RMS) or ``"vmap"`` (each trajectory its own steps: better when the batch
+            mixes very different stiffness).
         complex_state: integrate the complex state instead of its real packing.
-        gauge_fix: low-rank path: zero the frame generator inside equal-eigenvalue blocks (fewer steps).
-        throw: raise on failure (max_steps reached; step size below 1e-12 of the time span, typically a
-            NaN/inf vector field; NaN/inf in any saved state, invariant or observable). Outside ``jax.jit``
-            this is a :class:`SolveError` naming the reason, the time reached and a hint; inside, an XLA
-            runtime error. With ``throw=False`` check ``result.success`` and ``result.stats["failure"]``.
-        progress: show a tqdm progress bar over simulation time.
-        invariant_tol: warn with :class:`~qllg_jax.InvariantWarning` when a concrete result's
-            :meth:`Result.diagnostics` exceed it (energy rises relative to max(1, max |Tr ϱH|)); None: no check.
+        gauge_fix: frame method: zero the generator inside equal-eigenvalue blocks (fewer steps).
+        throw: raise on failure. An eager call raises :class:`SolveError` (reason, time reached, hint); under
+            ``jax.jit``/``vmap`` (traced inputs) a runtime error with the reason and hint. With ``throw=False``
+            check ``result.success`` and ``result.stats["failure"]``.
+        progress: a tqdm progress bar over simulation time (integrating methods).
+        invariant_tol: warn with :class:`~qllg_jax.InvariantWarning` when an eager result's
+            :meth:`Result.diagnostics` exceed it (energy: relative to max(1, |E|)); None: no check.
 
     Raises:
-        ValueError: invalid input (named argument), before any compute. SolveError: numerical failure.
-
-    Batches: leading axes of ``H``, ``rho0`` and ``kappa`` broadcast and are vmapped (dense, exact and pure
-    paths). ``solve`` works under ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (the spectrum-based choices of
-    ``auto`` need a concrete ``rho0``; a traced density matrix runs dense).
+        ValueError: invalid input (named), before any compute. SolveError: numerical failure (eager calls).
 
     Returns:
-        :class:`Result` with ``ts`` (T,), ``states`` (..., T, D, D) or None, ``kets`` / ``frames`` on the fast
-        paths, ``observables``, ``invariants``, ``stats``, ``method``.
+        :class:`Result`.
     """
-    check_choice(method, fp.METHODS, "method")
     check_choice(equation, EQUATIONS, "equation")
     check_choice(strategy, STRATEGIES, "strategy")
     check_choice(gradient, GRADIENTS, "gradient")
-    ts = check_times(ts)
-    kappa = check_kappa(kappa)
+    check_choice(batching, BATCHING, "batching")
+    flags = {name: check_flag(value, name) for name, value in (
+        ("save_states", save_states), ("complex_state", complex_state), ("gauge_fix", gauge_fix), ("throw", throw),
+        ("progress", progress))}
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
-    save_states, complex_state, gauge_fix, throw, progress = (
-        check_flag(value, name)
-        for value, name in ((save_states, "save_states"), (complex_state, "complex_state"), (gauge_fix, "gauge_fix"),
-                            (throw, "throw"), (progress, "progress"))
-    )
+    max_step = None if max_step is None else check_positive(max_step, "max_step")
     if invariant_tol is not None:
         invariant_tol = check_positive(invariant_tol, "invariant_tol")
-    if observables is not None and not isinstance(observables, Mapping):
-        raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
-    observables = dict(observables or {})
-    if not isinstance(H, SpinModel):
-        H = check_hamiltonian(H, "H")
-    dim = H.dim if isinstance(H, SpinModel) else H.shape[-1]
-    config = SolverConfig(
-        equation=equation,
-        strategy=strategy,
-        solver=check_solver(solver),
-        rtol=float(rtol),
-        atol=float(atol),
-        max_steps=int(max_steps),
-        save_states=save_states,
-        observables=tuple((name, _as_observable(name, fn, dim)) for name, fn in observables.items()),
-        gradient=gradient,
-        complex_state=complex_state,
-        progress=progress,
-        gauge_fix=gauge_fix,
+    solver = check_solver(solver, rtol=rtol)
+
+    H, dim, h_batch, h_checked = _read_hamiltonian(H)
+    state = read_initial_state(rho0, dim)
+    raw_ts, ts = ts, check_times(ts)
+    raw_kappa, kappa = kappa, check_kappa(kappa)
+    chosen = resolve_method(method, state, dim, strategy=strategy, gauge_fix=flags["gauge_fix"])
+    observed = _observables(observables, dim, chosen)
+    y0, aux = chosen.initial(state)
+    batch = _broadcast_batch({"H": h_batch, "rho0": state.batch_shape, "kappa": tuple(kappa.shape)})
+    check_bytes(_estimate_bytes(chosen, dim, y0, math.prod(batch), ts.shape[0], flags["save_states"]),
+                f"solve (method {chosen.name!r}, D = {dim}, batch {batch}, {ts.shape[0]} saves)",
+                "save fewer times, pass save_states=False, or split the batch")
+    runtime_checks = (not h_checked, not state.known and state.kind != "frame",
+                      host_value(raw_kappa, kappa) is None, host_value(raw_ts, ts) is None)
+    eager = is_concrete(H, y0, aux, kappa, ts, observed)
+    options = SolveOptions(
+        solver=solver, equation=equation, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
+        max_step=None if max_step is None else float(max_step), save_states=flags["save_states"], gradient=gradient,
+        batching=batching, complex_state=flags["complex_state"], progress=flags["progress"],
+        throw=flags["throw"] and not eager,
     )
-    if not isinstance(rho0, fp.LowRankState):
-        raw = rho0
-        rho0 = check_finite(as_array(rho0, "rho0"), "rho0", raw)
-        if rho0.ndim == 0 or rho0.shape[-1] != dim:
-            raise ValueError(
-                f"rho0 has dimension {rho0.shape[-1] if rho0.ndim else 'none'} but the system has dimension {dim}: "
-                f"expected a ket (..., {dim}) or a density matrix (..., {dim}, {dim}), got shape {rho0.shape}"
-            )
-        if not is_concrete(rho0) and host_value(raw, rho0) is not None:  # constant rho0 inside jit/vmap/sweeps
-            (check_ket if _is_ket(rho0) else check_density_matrix)(host_value(raw, rho0), "rho0", dim)
-    batched = not isinstance(rho0, fp.LowRankState) and rho0.ndim > (1 if _is_ket(rho0) else 2)
-    method = fp.select_method(method, rho0, equation, dim, batched or kappa.ndim > 0)
-    if observables and method in ("pure", "low_rank", "exact") and dim > fp.OBSERVABLES_MAX_DIM:
-        raise ValueError(f"observables on method {method!r} need D <= {fp.OBSERVABLES_MAX_DIM}, got D = {dim}")
-
-    weights = None
-    if method == "dense":
-        ys, stats, success = _run_dense(H, rho0, kappa, ts, config, dim)
-    elif method in ("pure", "exact"):
-        ys, stats, success = _run_kets(method, H, rho0, kappa, ts, config, dim)
-    elif method == "two_level":
-        ys, stats, success = _run_two_level(H, rho0, kappa, ts, config, dim)
-    else:
-        ys, stats, success, weights = _run_low_rank(H, rho0, kappa, ts, config, dim)
-
-    stats, success = _mark_nonfinite(ys, stats, success)
-    if throw:
-        ys = _check_success(ys, success, ts, max_steps, stats)
+    out = _solve_compiled(chosen, H, y0, aux, kappa, ts, observed, options, runtime_checks)
+    saved = out["saved"]
     result = Result(
         ts=ts,
-        states=ys.get("states"),
-        observables=ys["observables"],
-        invariants=ys["invariants"],
-        stats=stats,
-        success=success,
-        method=method,
-        kets=ys.get("kets"),
-        frames=ys.get("frames"),
-        weights=weights,
+        observables=saved["observables"],
+        invariants=saved["invariants"],
+        stats=out["stats"],
+        success=out["success"],
+        kets=saved.get("kets"),
+        frames=saved.get("frames"),
+        weights=jnp.broadcast_to(aux["weights"], batch + aux["weights"].shape[-1:]) if "frames" in saved else None,
+        stored_states=saved.get("states"),
+        checks=out["diagnostics"],
+        method=chosen.name,
     )
-    if invariant_tol is not None and is_concrete(result) and bool(jnp.all(success)):
-        energy_scale = max(1.0, float(jnp.max(jnp.abs(result.invariants["energy"]))))
-        warn_invariants(result.diagnostics(), invariant_tol, f"solve (method {method!r})", {"energy_increase": energy_scale})
+    if eager:
+        success = np.asarray(result.success)
+        if flags["throw"] and not success.all():
+            raise SolveError(_failure_message(saved, result.stats, success, ts, max_steps))
+        if invariant_tol is not None and success.all():
+            energy_scale = max(1.0, float(np.max(np.abs(np.asarray(result.invariants["energy"])))))
+            warn_invariants(result.checks, invariant_tol, f"solve (method {chosen.name!r})",
+                            {"energy_increase": energy_scale})
     return result
+
+
+# ---------------------------------------------------------------------------------------- compiled side
+
+
+def _model_batch(H) -> tuple[int, ...]:
+    return tuple(H.field.shape[:-2]) if isinstance(H, SpinModel) else tuple(H.shape[:-2])
+
+
+def _flatten(tree, batch_ndim: int, batch: tuple[int, ...]):
+    """Leaves with ``batch_ndim`` leading batch axes → broadcast to ``batch`` and flattened to (n, core)."""
+    n = math.prod(batch)
+
+    def flat(leaf):
+        core = leaf.shape[batch_ndim:]
+        return jnp.broadcast_to(leaf, batch + core).reshape((n,) + core)
+
+    return jax.tree_util.tree_map(flat, tree)
+
+
+def _input_failures(method, H, h_batched: bool, y0, kappa, ts, checks, batched: bool):
+    """Failure code per element (n,) or () from the runtime checks of traced inputs (0 where valid)."""
+    check_H, check_state, check_kappa_, check_ts = checks
+    tol = 1e-8
+    code = jnp.zeros((y0.shape[0],) if batched else (), dtype=jnp.int32)
+    over = (lambda f, x: jax.vmap(f)(x)) if batched else (lambda f, x: f(x))
+
+    def valid_H(h):
+        if isinstance(h, SpinModel):
+            return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(h)]))
+        scale = jnp.maximum(1.0, jnp.max(jnp.abs(h)))
+        return jnp.all(jnp.isfinite(h)) & (jnp.max(jnp.abs(h - jnp.conj(h.T))) <= tol * scale)
+
+    def valid_state(y):
+        if method.representation == "kets":
+            return jnp.all(jnp.isfinite(y)) & (jnp.abs(jnp.linalg.norm(y) - 1) <= tol)
+        finite = jnp.all(jnp.isfinite(y))
+        safe = jnp.where(finite, y, 0.0)
+        hermitian = jnp.max(jnp.abs(safe - jnp.conj(safe.T))) <= tol
+        trace = jnp.abs(jnp.trace(safe) - 1) <= tol
+        positive = jnp.min(jnp.linalg.eigvalsh((safe + jnp.conj(safe.T)) / 2)) >= -tol
+        return finite & hermitian & trace & positive
+
+    if check_ts:
+        valid_ts = jnp.all(jnp.isfinite(ts)) & jnp.all(jnp.diff(ts) > 0)
+        code = jnp.where(valid_ts, code, FAILURE_BAD_TIMES)
+    if check_kappa_:
+        kappa_ok = jnp.isfinite(kappa) & (kappa >= 0)
+        code = jnp.where(kappa_ok, code, FAILURE_BAD_KAPPA)
+    if check_state:
+        code = jnp.where(over(valid_state, y0), code, FAILURE_BAD_STATE)
+    if check_H:
+        code = jnp.where(jax.vmap(valid_H)(H) if h_batched else valid_H(H), code, FAILURE_BAD_H)
+    return code
+
+
+def _trajectory(method: Method, options: SolveOptions, observables: Observables, batched: bool, axes):
+    """(field, record, spectrum) of the (batched) complex state for one solve."""
+    h_axis, k_axis, aux_axis = axes
+    equation, save = options.equation, options.save_states
+
+    def over(fn, in_axes):
+        return jax.vmap(fn, in_axes=in_axes) if batched else fn
+
+    def field(y, H, kappa, aux):
+        return over(lambda y, h, k, a: method.vector_field(y, h, k, a, equation), (0, h_axis, k_axis, aux_axis))(
+            y, H, kappa, aux)
+
+    def record(y, H, aux):
+        return over(lambda y, h, a: method.record(y, h, a, observables, save), (0, h_axis, aux_axis))(y, H, aux)
+
+    def spectrum(y, aux):
+        return over(method.spectrum, (0, aux_axis))(y, aux)
+
+    return field, record, spectrum
+
+
+def _capped_derivatives(run: Callable, dynamic, gradient: str):
+    """``run(dynamic, capped=False)``, differentiated through ``run(dynamic, capped=True)``.
+
+    Derivatives flow through an integration whose steps are capped by :func:`derivative_step_cap` (the adaptive
+    controller does not see the tangent); the primal, when nothing is differentiated, runs uncapped. Reverse
+    mode (``"checkpoint"``): a custom VJP whose forward pass is the capped solve. Forward mode (``"forward"``):
+    a custom JVP. ``"backsolve"`` controls the error of its adjoint ODE itself and runs as is.
+    """
+    if gradient == "checkpoint":
+        @jax.custom_vjp
+        def primal(d):
+            return run(d, False)
+
+        def forward(d):
+            return jax.vjp(lambda x: run(x, True), d)
+
+        primal.defvjp(forward, lambda pullback, cotangent: pullback(cotangent))
+        return primal(dynamic)
+    if gradient == "forward":
+        @jax.custom_jvp
+        def primal(d):
+            return run(d, False)
+
+        primal.defjvp(lambda primals, tangents: jax.jvp(lambda x: run(x, True), primals, tangents))
+        return primal(dynamic)
+    return run(dynamic, False)
+
+
+@eqx.filter_jit
+def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observables, options: SolveOptions, checks):
+    """Everything after host preparation, in one compiled function (see the module docstring)."""
+    core = _core_ndim(method)
+    state_batch = tuple(y0.shape[:-core])
+    h_batch, k_batch = _model_batch(H), tuple(kappa.shape)
+    batch = tuple(np.broadcast_shapes(h_batch, state_batch, k_batch))
+    batched = bool(batch)
+    if batched:
+        h_axis, k_axis = (0 if h_batch else None), (0 if k_batch else None)
+        aux_axis = 0 if state_batch else None
+        H = _flatten(H, len(h_batch), batch) if h_batch else H
+        kappa = jnp.broadcast_to(kappa, batch).reshape(-1) if k_batch else kappa
+        aux = _flatten(aux, len(state_batch), batch) if state_batch else aux
+        y0 = _flatten(y0, len(state_batch), batch)
+    else:
+        h_axis = k_axis = aux_axis = None
+    input_code = _input_failures(method, H, h_axis == 0, y0, kappa, ts, checks, batched)
+    if checks[3]:  # a traced, invalid ts must not reach diffrax (it would raise whatever throw says)
+        ts = jnp.where(jnp.all(jnp.isfinite(ts)) & jnp.all(jnp.diff(ts) > 0), ts, jnp.arange(ts.shape[0], dtype=ts.dtype))
+    dense = method.needs_dense_H
+    operator = (jax.vmap(lambda h: as_operator(h, dense))(H) if h_axis == 0 else as_operator(H, dense))
+    spectrum = _trajectory(method, options, observables, batched, (h_axis, k_axis, aux_axis))[2]
+
+    if method.closed_form:
+        def one(y, h, k, a):
+            ys = method.evolve(y, h, k, a, ts, options.equation)
+            return jax.vmap(lambda x: method.record(x, h, a, observables, options.save_states))(ys), method.spectrum(ys[-1], a)
+
+        run = jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis)) if batched else one
+        saved, final = run(y0, operator, kappa, aux)
+        zeros = jnp.zeros((math.prod(batch),) if batched else (), dtype=jnp.int32)
+        stats = {"num_steps": zeros, "num_accepted_steps": zeros, "num_rejected_steps": zeros,
+                 "t_reached": jnp.full(zeros.shape, ts[-1]), "failure": zeros}
+    else:
+        dynamic, static = eqx.partition((operator, y0, aux, kappa, ts, observables), eqx.is_array)
+
+        def run(dynamic, capped: bool):
+            operator, y0, aux, kappa, ts, observables = eqx.combine(dynamic, static)
+            scale = 1 + jnp.max(kappa) ** 2 if options.equation == "qll" else 1.0
+
+            def cap(h):
+                return derivative_step_cap(scale * h.spectral_width(), options) if capped else None
+
+            if batched and options.batching == "vmap":
+                def one(y, h, k, a):
+                    f, r, s = _trajectory(method, options, observables, False, (None, None, None))
+                    return integrate(lambda x: f(x, h, k, a), lambda x: r(x, h, a), lambda x: s(x, a), y, ts, options,
+                                     method.packing, batched=False, max_step=cap(h))
+
+                return jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis))(y0, operator, kappa, aux)
+            step_cap = None
+            if capped:
+                step_cap = jnp.min(jax.vmap(cap)(operator)) if h_axis == 0 else cap(operator)
+            field, record, spectrum = _trajectory(method, options, observables, batched, (h_axis, k_axis, aux_axis))
+            saved, final, stats = integrate(
+                lambda y: field(y, operator, kappa, aux), lambda y: record(y, operator, aux), lambda y: spectrum(y, aux),
+                y0, ts, options, method.packing, batched=batched, max_step=step_cap,
+            )
+            if batched:
+                saved = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), saved)
+                stats = {k: jnp.broadcast_to(v, (math.prod(batch),)) for k, v in stats.items()}
+            return saved, final, stats
+
+        saved, final, stats = _capped_derivatives(run, dynamic, options.gradient)
+
+    lead = 1 if batched else 0
+    finite = jnp.ones((math.prod(batch),) if batched else (), dtype=bool)
+    for leaf in jax.tree_util.tree_leaves(saved):
+        finite = finite & jnp.all(jnp.isfinite(leaf), axis=tuple(range(lead, leaf.ndim)))
+    failure = jnp.where((stats["failure"] == 0) & ~finite, FAILURE_NONFINITE, stats["failure"])
+    failure = jnp.where(input_code > 0, input_code, failure).astype(jnp.int32)
+    stats = {**stats, "failure": failure}
+    success = failure == 0
+
+    invariants = saved["invariants"]
+    initial_spectrum = spectrum(y0, aux)
+    first = lambda x: x[..., :1]  # noqa: E731
+    diagnostics = Diagnostics(
+        trace_error=jnp.max(jnp.abs(invariants["trace"] - first(invariants["trace"])), axis=-1),
+        hermiticity_error=jnp.max(invariants["representation_error"], axis=-1),
+        purity_drift=jnp.max(jnp.abs(invariants["purity"] - first(invariants["purity"])), axis=-1),
+        spectrum_drift=jnp.max(jnp.abs(final - initial_spectrum), axis=-1),
+        energy_increase=jnp.max(jnp.diff(invariants["energy"], axis=-1), axis=-1, initial=0.0),
+    )
+    out = {"saved": saved, "stats": stats, "success": success, "diagnostics": diagnostics}
+    if options.throw:
+        index = jnp.max(jnp.where(success, 0, failure))
+        out = eqx.branched_error_if(out, ~jnp.all(success), index, _RUNTIME_MESSAGES)
+    if batched:
+        out = jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
+    return out
+
+
+# ------------------------------------------------------------------------------------------- failures
+
+_HINTS = {
+    "max_steps reached": "raise max_steps (now {max_steps}), loosen rtol/atol, or try a stiff solver (solver='kvaerno5')",
+    "step size collapsed": "the vector field most likely produced NaN/inf there (check H and rho0 for huge entries, "
+    "custom observables for NaN) or the problem is extremely stiff (try solver='kvaerno5')",
+    "NaN/inf in the saved output": "check custom observables and H/rho0 for huge entries; tighten rtol/atol",
+    "solver failure": "try another solver or tolerances",
+}
+_INPUT_HINT = "traced inputs are checked at run time; pass valid values (see the README section 'Errors and diagnostics')"
+_RUNTIME_MESSAGES = [
+    f"q-LLG solve failed: {reason}; hint: {_HINTS.get(reason, _INPUT_HINT).format(max_steps='max_steps')}"
+    for _, reason in sorted(FAILURE_REASONS.items())
+]
+
+
+def _failure_message(saved, stats, success: np.ndarray, ts, max_steps) -> str:
+    """Which trajectory failed, why, the time it reached and a hint (concrete arrays only)."""
+    flat_success = success.reshape(-1)
+    bad = int(np.argwhere(~flat_success)[0, 0])
+    ts_np = np.asarray(ts)
+    reason = FAILURE_REASONS[int(np.asarray(stats["failure"]).reshape(-1)[bad])]
+    t_reached = float(np.asarray(stats["t_reached"]).reshape(-1)[bad])
+    where = ""
+    if reason == "NaN/inf in the saved output":
+        for path, leaf in jax.tree_util.tree_flatten_with_path(saved)[0]:
+            values = np.asarray(leaf).reshape((flat_success.size, len(ts_np), -1))[bad]
+            rows = np.nonzero(~np.all(np.isfinite(values), axis=-1))[0]
+            if rows.size:
+                name = "/".join(str(getattr(k, "key", k)) for k in path)
+                where = f" ('{name}' first non-finite at t = {ts_np[rows[0]]:.6g})"
+                t_reached = ts_np[rows[0]]
+                break
+    elif not np.isfinite(t_reached):  # backsolve: the last save time with a finite trace
+        trace = np.asarray(saved["invariants"]["trace"]).reshape(flat_success.size, -1)[bad]
+        finite = np.isfinite(trace)
+        t_reached = float(ts_np[finite.nonzero()[0][-1]]) if finite.any() else float(ts_np[0])
+    element = f" (batch element {bad})" if flat_success.size > 1 or success.ndim > 0 else ""
+    hint = _HINTS.get(reason, _INPUT_HINT).format(max_steps=max_steps)
+    return (f"q-LLG solve failed{element}: {reason}{where} at t = {t_reached:.6g} of [{ts_np[0]:.6g}, {ts_np[-1]:.6g}]; "
+            f"hint: {hint}")

@@ -433,13 +433,10 @@ def resolve_sweep_method(method: str, rho0, equation: str = "qllg") -> str:
     """
     if method != "auto":
         return method
-    from . import fast_paths as fp
-    from ._checks import as_array
+    from .methods import read_initial_state, resolve_method
 
-    state = rho0 if isinstance(rho0, fp.LowRankState) else as_array(rho0, "rho0")
-    dim = state.dim if isinstance(state, fp.LowRankState) else state.shape[-1]
-    chosen = fp.select_method("auto", state, equation, dim, batched=False)
-    return "dense" if chosen == "low_rank" else chosen
+    dim = rho0.dim if hasattr(rho0, "dim") else np.shape(rho0)[-1]
+    return resolve_method(method, read_initial_state(rho0, dim), dim).name
 
 
 def sweep_solve(H, rho0, ts, kappa, params: Mapping, *, observables=None, save_states: bool = False, solve_options=None, **sweep_options) -> SweepResult:

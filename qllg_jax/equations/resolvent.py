@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import lineax as lx
 
 from .._checks import check_choice, check_square
+from .._linalg import dagger, matmul
 
 STRATEGIES = ("auto", "eigen", "kron", "krylov")
 
@@ -29,17 +30,13 @@ def commutator(a: jax.Array, b: jax.Array) -> jax.Array:
     sa, sb = jnp.shape(a), jnp.shape(b)
     if len(sa) < 2 or len(sb) < 2 or sa[-1] != sa[-2] or sa[-2:] != sb[-2:]:
         raise ValueError(f"commutator needs square operators of one dimension (..., d, d), got shapes {sa} and {sb}")
-    return a @ b - b @ a
-
-
-def dagger(a: jax.Array) -> jax.Array:
-    return jnp.conj(jnp.swapaxes(a, -1, -2))
+    return matmul(a, b) - matmul(b, a)
 
 
 def _eigen_apply(eigenvalues, vectors, b, kappa):
     gap = eigenvalues[:, None] - eigenvalues[None, :]
-    rotated = dagger(vectors) @ b @ vectors
-    return vectors @ (rotated / (1 - 1j * kappa * gap)) @ dagger(vectors)
+    rotated = matmul(matmul(dagger(vectors), b), vectors)
+    return matmul(matmul(vectors, rotated / (1 - 1j * kappa * gap)), dagger(vectors))
 
 
 @jax.custom_jvp
