@@ -527,7 +527,7 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
     out = {"saved": saved, "stats": stats, "success": success, "diagnostics": diagnostics}
     if options.throw:
         index = jnp.max(jnp.where(success, 0, failure))
-        out = eqx.branched_error_if(out, ~jnp.all(success), index, _RUNTIME_MESSAGES)
+        out = eqx.branched_error_if(out, ~jnp.all(success), index, _runtime_messages(options.max_steps))
     if batched:
         out = jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
     return out
@@ -543,10 +543,10 @@ _HINTS = {
     "solver failure": "try another solver or tolerances",
 }
 _INPUT_HINT = "traced inputs are checked at run time; pass valid values (see the README section 'Errors and diagnostics')"
-_RUNTIME_MESSAGES = [
-    f"q-LLG solve failed: {reason}; hint: {_HINTS.get(reason, _INPUT_HINT).format(max_steps='max_steps')}"
-    for _, reason in sorted(FAILURE_REASONS.items())
-]
+def _runtime_messages(max_steps: int) -> list[str]:
+    """The messages of a failure under the caller's jit/vmap, one per FAILURE_REASONS code."""
+    return [f"q-LLG solve failed: {reason}; hint: {_HINTS.get(reason, _INPUT_HINT).format(max_steps=max_steps)}"
+            for _, reason in sorted(FAILURE_REASONS.items())]
 
 
 def _failure_message(saved, stats, success: np.ndarray, ts, max_steps) -> str:

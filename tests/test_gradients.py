@@ -14,7 +14,7 @@ import pytest
 import qllg_jax as q
 
 TS = jnp.linspace(0.0, 2.0, 5)
-TOL = dict(rtol=1e-10, atol=1e-12, invariant_tol=None)
+TOL = dict(rtol=1e-11, atol=1e-13, invariant_tol=None)
 WEIGHTS = jnp.arange(1.0, 10.0).reshape(3, 3) / 9
 
 # x = (B_x, J, D_x, D_y, D_z, κ). At B = 0, J = 1, D = 0.4 ẑ, H has a doubly degenerate level (|↑↑⟩, |↓↓⟩).

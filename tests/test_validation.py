@@ -14,7 +14,7 @@ import pytest
 import qllg_jax as q
 from qllg_jax.design import fit
 from qllg_jax.ground_state import ground_state, passive_flow
-from qllg_jax._integrate import FAILURE_DT_COLLAPSE, SolverConfig, integrate
+from qllg_jax._integrate import FAILURE_DT_COLLAPSE, SolveOptions, integrate
 from qllg_jax.equations import QLLG
 
 H2 = np.asarray(q.dimer_hamiltonian(B=(1.0, 0.2, 0.0), J=0.5))
@@ -107,7 +107,7 @@ def test_solve_accepts_solver_names_and_instances():
 def test_validation_runs_before_compute(monkeypatch):
     """A bad ts must be reported without ever reaching the integrator."""
     solve_module = sys.modules["qllg_jax.solve"]
-    monkeypatch.setattr(solve_module, "_run_dense", lambda *a, **k: pytest.fail("compute ran before validation"))
+    monkeypatch.setattr(solve_module, "_solve_compiled", lambda *a, **k: pytest.fail("compute ran before validation"))
     _raises(lambda: q.solve(H2, RHO, [1.0, 0.0], 0.2, method="dense"), "ts", "increasing")
 
 
@@ -298,13 +298,14 @@ def test_nan_vector_field_mid_run_reports_the_time_it_appeared():
     def poisoned(rho):
         return jnp.where(jnp.real(rho[1, 1]) < 0.9, jnp.nan, 1.0) * field(rho, H)
 
-    config = SolverConfig("qllg", "auto", diffrax.Tsit5(), 1e-8, 1e-10, 10_000, True, (), "checkpoint", False, False)
+    options = SolveOptions(diffrax.Tsit5(), max_steps=10_000)
     ts = jnp.linspace(0.0, 2.0, 9)
     fine = np.linspace(0.0, 2.0, 2001)
     population = _up_down_population(H, 0.1, fine)
     crossing = fine[np.argmax(population < 0.9)]  # first time the field is NaN (to 1e-3)
-    ys, stats, success = integrate(poisoned, rho0, ts, config, lambda rho: {"rho": rho}, hermitian=True)
-    assert not bool(success) and int(stats["failure"]) == FAILURE_DT_COLLAPSE
+    ys, final, stats = integrate(poisoned, lambda rho: {"rho": rho}, lambda rho: rho, rho0, ts, options, "hermitian",
+                                 batched=False)
+    assert int(stats["failure"]) == FAILURE_DT_COLLAPSE
     # the last accepted step ends before the crossing, within one step (≲ 0.1 here) of it
     assert crossing - 0.15 < float(stats["t_reached"]) <= crossing + 1e-3
     assert int(stats["num_steps"]) < 1000  # the collapse is detected quickly, not after max_steps
@@ -335,7 +336,7 @@ def test_batched_failure_names_the_element():
 
 
 def test_failure_under_jit_is_a_runtime_error():
-    with pytest.raises(Exception, match="integration failed"):
+    with pytest.raises(Exception, match=r"q-LLG solve failed: max_steps reached; hint: raise max_steps \(now 3\)"):
         jax.block_until_ready(jax.jit(lambda k: q.solve(H2, RHO, TS, k, method="dense", max_steps=3).states)(0.2))
 
 
