@@ -30,7 +30,7 @@ from ._guards import check_bytes, dense_bytes
 from ._validate import check_spin, real_array
 from .operators import MATRIX_FREE_HINT, site_dims, spin_matrices
 
-REAL_PARAMETER_HINT = "H is Hermitian only for real coefficients (a complex Γ makes S_i^T Γ S_j non-Hermitian)"
+REAL_PARAMETER_HINT = "H is Hermitian only for real b, J, D, Γ, K and n (a complex Γ makes S_i^T Γ S_j non-Hermitian)"
 
 _LEVI_CIVITA = np.zeros((3, 3, 3))
 for _a, _b, _c in [(0, 1, 2), (1, 2, 0), (2, 0, 1)]:
@@ -131,11 +131,12 @@ class SpinModel(eqx.Module):
     def matrix(self) -> jax.Array:
         """Dense Hamiltonian, complex array of shape (D, D).
 
-        Raises SizeError (before allocating) when the identity it is applied to, the result and one
-        temporary (3 D² complex numbers) would exceed the memory limit (:func:`qllg_jax.set_memory_limit`).
+        Raises SizeError (before allocating) when the peak memory, 8 complex D × D arrays (the identity it is
+        applied to, the result and XLA temporaries; measured 7.8 at D = 4096 on CPU), would exceed the memory
+        limit (:func:`qllg_jax.set_memory_limit`).
         """
         dim = self.dim
-        check_bytes(dense_bytes(dim, count=3), f"SpinModel.matrix() for D = {dim} ({self.n_sites} sites)", MATRIX_FREE_HINT)
+        check_bytes(dense_bytes(dim, count=8), f"SpinModel.matrix() for D = {dim} ({self.n_sites} sites)", MATRIX_FREE_HINT)
         return self.apply(jnp.eye(dim, dtype=complex))
 
     def classical_energy(self, m: jax.Array) -> jax.Array:

@@ -205,9 +205,9 @@ def passive_energy(rho: jax.Array, H: jax.Array) -> jax.Array:
 
     ϱ: (..., D, D); H: Hermitian (D, D); returns shape (...,).
     """
-    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    rho, H = hermitian_matrix(rho, "rho", "passive_energy"), check_hamiltonian(H, "H")
     check_square(H, "H", rho.shape[-1])
-    p = spectrum(rho)[..., ::-1]
+    p = eigvalsh(rho)[..., ::-1]
     return jnp.sum(p * eigvalsh(H), axis=-1)
 
 
@@ -216,8 +216,8 @@ def passive_state(rho: jax.Array, H: jax.Array) -> jax.Array:
 
     ϱ: (..., D, D); H: Hermitian (D, D); returns (..., D, D).
     """
-    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    rho, H = hermitian_matrix(rho, "rho", "passive_state"), check_hamiltonian(H, "H")
     check_square(H, "H", rho.shape[-1])
-    p = spectrum(rho)[..., ::-1]
+    p = eigvalsh(rho)[..., ::-1]
     _, vectors = jnp.linalg.eigh(H)
     return (vectors * p[..., None, :]) @ jnp.conj(jnp.swapaxes(vectors, -1, -2))

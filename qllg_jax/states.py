@@ -138,14 +138,14 @@ def thermal_state(H, beta: float) -> jax.Array:
     """Gibbs state e^{−βH}/Z, shape (D, D), for a Hermitian (D, D) ``H`` (array, ``Qobj`` or
     :class:`SpinModel`) at inverse temperature β ≥ 0 (energy units⁻¹).
 
-    Raises SizeError when H's dense matrix, its eigenvectors and the result (3 D² complex numbers) would
-    exceed the memory limit.
+    Raises SizeError when the eigenvectors, temporaries and the result (4 complex D × D arrays besides H;
+    measured 3.4 at D = 4096) would exceed the memory limit.
     """
     beta = check_positive(beta, "beta", allow_zero=True)
     H = as_matrix(H, "H")
     if H.ndim != 2:
         raise ValueError(f"H must be one (D, D) matrix, got shape {H.shape}")
-    check_bytes(dense_bytes(H.shape[-1], count=3), f"thermal_state for D = {H.shape[-1]}", MATRIX_FREE_HINT)
+    check_bytes(dense_bytes(H.shape[-1], count=4), f"thermal_state for D = {H.shape[-1]}", MATRIX_FREE_HINT)
     energies, vectors = jnp.linalg.eigh(H)
     weights = jnp.exp(-beta * (energies - energies[0]))
     weights = weights / jnp.sum(weights)
@@ -167,7 +167,8 @@ def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> 
     """Random mixed state G G†/Tr with G of shape (dim, rank) complex Gaussian (Hilbert–Schmidt for rank = dim).
 
     ``key``: a ``jax.random`` key or an integer seed (converted with ``jax.random.PRNGKey``). SizeError when
-    G, its Gaussian draws and two (dim, dim) matrices would exceed the memory limit.
+    G, its Gaussian draws and two (dim, dim) matrices (measured 3.3 complex (dim, dim) arrays for rank = dim)
+    would exceed the memory limit.
     """
     key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
@@ -185,12 +186,12 @@ def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> 
 def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
     """Random Hermitian (GUE-like) matrix of shape (dim, dim), entries of order 1.
 
-    ``key``: a ``jax.random`` key or an integer seed. SizeError when the draws and two (dim, dim) complex
-    matrices (3 D² complex numbers) would exceed the memory limit.
+    ``key``: a ``jax.random`` key or an integer seed. SizeError when the draws, the result and a temporary
+    (4 complex (dim, dim) arrays; measured 3.2) would exceed the memory limit.
     """
     key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
-    check_bytes(dense_bytes(dim, count=3), f"random_hamiltonian(dim = {dim})", MATRIX_FREE_HINT)
+    check_bytes(dense_bytes(dim, count=4), f"random_hamiltonian(dim = {dim})", MATRIX_FREE_HINT)
     re, im = jax.random.normal(key, (2, dim, dim))
     a = re + 1j * im
     return (a + jnp.conj(a.T)) / 2

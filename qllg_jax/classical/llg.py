@@ -139,10 +139,11 @@ def classical_dimer(B, J, D, m1, m2, ts, alpha, **kwargs) -> jax.Array:
     ``B``, ``D``: (3,); ``J``: scalar; ``m1``, ``m2``: initial directions (3,); ``ts`` (T,); α ≥ 0.
     Keyword arguments go to :func:`classical_llg`.
     """
-    for name, m in (("m1", m1), ("m2", m2)):
-        if jnp.shape(real_array(m, name)) != (3,):
-            raise ValueError(f"{name} must be a 3-vector (the initial direction of spin {name[1]}), got shape {jnp.shape(m)}")
-    m0 = jnp.stack([real_array(m1, "m1"), real_array(m2, "m2")])
+    directions = [real_array(m, name) for name, m in (("m1", m1), ("m2", m2))]
+    for name, m in zip(("m1", "m2"), directions):
+        if m.shape != (3,):
+            raise ValueError(f"{name} must be a 3-vector (the initial direction of spin {name[1]}), got shape {m.shape}")
+    m0 = jnp.stack(directions)
     return classical_llg(dimer_model(B, J, D), m0, ts, alpha, **kwargs)
 
 
