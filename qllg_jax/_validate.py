@@ -21,7 +21,7 @@ enough for integrated states that drifted by rounding (or float32 runs), tight e
 
 
 def _describe(value) -> str:
-    if np.ndim(value) > 0 and hasattr(value, "dtype"):
+    if hasattr(value, "dtype") and np.ndim(value) > 0:
         return f"{type(value).__name__} of shape {np.shape(value)} and dtype {value.dtype}"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
