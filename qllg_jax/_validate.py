@@ -20,8 +20,16 @@ OBSERVABLE_TOL = 1e-6
 enough for integrated states that drifted by rounding (or float32 runs), tight enough to refuse a wrong matrix."""
 
 
+def safe_ndim(value) -> int:
+    """np.ndim, or -1 for input NumPy cannot shape (ragged lists)."""
+    try:
+        return np.ndim(value)
+    except ValueError:
+        return -1
+
+
 def _describe(value) -> str:
-    if hasattr(value, "dtype") and np.ndim(value) > 0:
+    if hasattr(value, "dtype") and safe_ndim(value) > 0:
         return f"{type(value).__name__} of shape {np.shape(value)} and dtype {value.dtype}"
     text = repr(value)
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
@@ -60,7 +68,7 @@ def real_scalar(value, name: str) -> jax.Array:
 
 def check_spin(s, name: str = "s") -> float:
     """A spin quantum number: a finite positive multiple of 1/2 (Python float returned)."""
-    if isinstance(s, (bool, str, bytes)) or s is None or np.ndim(s) != 0:
+    if isinstance(s, (bool, str, bytes)) or s is None or safe_ndim(s) != 0:
         raise ValueError(f"{name} must be a spin quantum number (a positive multiple of 1/2), got {_describe(s)}")
     try:
         two_s = 2 * float(s)
@@ -73,7 +81,7 @@ def check_spin(s, name: str = "s") -> float:
 
 def check_dims(dims, name: str = "dims") -> tuple[int, ...]:
     """Site dimensions as Python ints ≥ 1 (so Π d_k never overflows a fixed-width integer)."""
-    if isinstance(dims, (str, bytes)) or np.ndim(dims) != 1 or len(dims) == 0:
+    if isinstance(dims, (str, bytes)) or safe_ndim(dims) != 1 or len(dims) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of site dimensions, got {_describe(dims)}")
     out = []
     for d in dims:

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import as_array, check_hamiltonian, check_spins, check_square, check_state, concrete_value
-from ._validate import check_dims, check_probabilities, hermitian_matrix, real_scalar
+from ._validate import check_dims, check_probabilities, hermitian_matrix, real_scalar, safe_ndim
 from .operators import pauli_matrices, spin_dim, spin_matrices
 
 
@@ -108,7 +108,7 @@ def partial_trace(rho: jax.Array, dims: Sequence[int], keep: Sequence[int]) -> j
     rho = check_state(rho, "rho")
     dims = check_dims(dims)
     n = len(dims)
-    if isinstance(keep, (str, bytes)) or np.ndim(keep) != 1 or not all(
+    if isinstance(keep, (str, bytes)) or safe_ndim(keep) != 1 or not all(
         isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) for k in keep
     ):
         raise ValueError(f"keep must be a sequence of integer site indices, got {keep!r}")
