@@ -35,8 +35,10 @@ def _describe(value) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def real_array(value, name: str, hint: str = "") -> jax.Array:
-    """``value`` (scalar, list, numpy or JAX array, tracer) as a float64 array.
+def real_array(value, name: str, hint: str = ""):
+    """``value`` (scalar, list, numpy or JAX array, tracer) as float64: a NumPy array when it is concrete (so
+    that value checks still work inside a ``jax.jit`` trace, where ``jnp.asarray`` of a constant is a tracer),
+    else the traced JAX array.
 
     Refuses strings, None, booleans, non-numeric, ragged and complex input (``hint`` is appended to the
     complex error, e.g. why the quantity must be real); a tracer is checked for its dtype only.
@@ -55,11 +57,11 @@ def real_array(value, name: str, hint: str = "") -> jax.Array:
         raise ValueError(f"{name} must be real, got a complex value" + (f"; {hint}" if hint else ""))
     if kind not in "iuf":
         raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)} (dtype {array.dtype})")
-    return jnp.asarray(array, dtype=float)
+    return array.astype(float) if isinstance(array, np.ndarray) else jnp.asarray(array, dtype=float)
 
 
-def real_scalar(value, name: str) -> jax.Array:
-    """A real scalar (Python/numpy number, 0-d array or a traced scalar) as a float64 0-d array."""
+def real_scalar(value, name: str):
+    """A real scalar (Python/numpy number, 0-d array or a traced scalar) as a float64 0-d array (see real_array)."""
     array = real_array(value, name)
     if array.shape != ():
         raise ValueError(f"{name} must be a scalar, got shape {array.shape}")

@@ -219,7 +219,7 @@ def _per_site(value, n: int, name: str, shape=(3,)):
     if arr.shape == shape or arr.shape == ():
         return jnp.broadcast_to(arr, (n,) + shape)
     if arr.shape == (n,) + shape:
-        return arr
+        return jnp.asarray(arr)
     raise ValueError(f"{name} must have shape {shape} (uniform) or {(n,) + shape} (per site), got {arr.shape}")
 
 

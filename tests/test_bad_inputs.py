@@ -299,5 +299,5 @@ def test_classical_max_steps_reports_the_time_reached_and_fails_at_runtime_under
         q.classical_llg(model, m0, ts, 0.1, max_steps=3)
     t_reached = float(re.search(r"at t = ([0-9.e+-]+)", str(info.value)).group(1))
     assert 0.0 < t_reached < 10.0
-    with pytest.raises(Exception, match="classical LLG integration failed"):
+    with pytest.raises(RuntimeError, match="classical LLG integration failed"):
         jax.block_until_ready(jax.jit(lambda a: q.classical_llg(model, m0, ts, a, max_steps=3))(0.1))
