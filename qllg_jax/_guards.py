@@ -81,9 +81,11 @@ def format_bytes(n: float) -> str:
     """``1536`` → ``"1.5 KiB"``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+            break
         n /= 1024
-    return f"{n:.1f} PiB"  # pragma: no cover
+    if unit == "B":
+        return f"{n:.0f} B"
+    return f"{n:.1f} {unit}" if abs(n) < 1e6 else f"{n:.3g} {unit}"  # e.g. "1.41e+26 PiB" for D = 2^70
 
 
 def check_bytes(nbytes: float, what: str, hint: str = "") -> int:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ._checks import as_array, is_qobj
+from ._validate import check_dims
 
 
 def from_qutip(obj, name: str = "obj"):
@@ -33,8 +34,8 @@ def default_site_dims(dim: int) -> list[int]:
 def _site_dims(dim: int, dims: Sequence[int] | None) -> list[int]:
     if dims is None:
         return default_site_dims(dim)
-    dims = [int(k) for k in dims]
-    if not dims or any(k < 1 for k in dims) or math.prod(dims) != dim:
+    dims = list(check_dims(dims))
+    if math.prod(dims) != dim:
         raise ValueError(f"dims {dims} must be positive site dimensions multiplying to the state dimension {dim}")
     return dims
 

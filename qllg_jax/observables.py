@@ -2,6 +2,12 @@ r"""Observables of density matrices ϱ (..., D, D); all functions broadcast over
 
 Bloch vectors and correlation matrices follow the paper: r_k = Tr(ϱ_k σ), T_kl = Tr(ϱ σ_k⊗σ_l),
 B(ϱ) = sqrt(max(u1 + u2 − 1, 0)) with u1 ≥ u2 the two largest eigenvalues of TᵀT (Horodecki CHSH measure).
+
+Checks (concrete inputs; under ``jax.jit``/``vmap`` only shapes): every ϱ square and finite; functions built on
+eigenvalues or on Tr ϱ² = Σ|ϱ_ij|² (``purity``, ``spectrum``, the entropies, ``concurrence``, ``passive_*``)
+also need ϱ Hermitian, and the entropies and ``concurrence`` a density matrix (eigenvalues ≥ −1e-6, trace
+1 ± 1e-6; :data:`qllg_jax._validate.OBSERVABLE_TOL`). Each observable allocates at most a few arrays of
+the size of its input, so none needs a size guard of its own.
 """
 
 from __future__ import annotations
@@ -11,8 +17,10 @@ from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._checks import as_array, check_hamiltonian, check_spins, check_square, check_state
+from ._checks import as_array, check_hamiltonian, check_spins, check_square, check_state, concrete_value
+from ._validate import check_dims, check_probabilities, hermitian_matrix, real_scalar, safe_ndim
 from .operators import pauli_matrices, spin_dim, spin_matrices
 
 
@@ -37,7 +45,7 @@ def trace(rho: jax.Array) -> jax.Array:
 
 def purity(rho: jax.Array) -> jax.Array:
     """Tr ϱ² (= Σ|ϱ_ij|² for Hermitian ϱ (..., D, D)); shape (...,)."""
-    rho = check_state(rho, "rho")
+    rho = hermitian_matrix(rho, "rho", "purity")
     return jnp.sum(jnp.abs(rho) ** 2, axis=(-2, -1))
 
 
@@ -48,8 +56,9 @@ def hermiticity_error(rho: jax.Array) -> jax.Array:
 
 
 def spectrum(rho: jax.Array) -> jax.Array:
-    """Eigenvalues of Hermitian ϱ (..., D, D) in ascending order; shape (..., D)."""
-    rho = check_state(rho, "rho")
+    """Eigenvalues of Hermitian ϱ (..., D, D) in ascending order; shape (..., D). A concrete non-Hermitian
+    ϱ raises ValueError (``eigvalsh`` would silently read one triangle only)."""
+    rho = hermitian_matrix(rho, "rho", "spectrum")
     return eigvalsh(rho)
 
 
@@ -73,16 +82,23 @@ def _eigvalsh_jvp(primals, tangents):
 
 
 def renyi_entropy(rho: jax.Array, alpha: float = 2.0) -> jax.Array:
-    """Rényi entropy S_α = ln Tr ϱ^α / (1 − α), α > 0, α ≠ 1 (nats); shape (...,)."""
-    if alpha <= 0 or alpha == 1:
-        raise ValueError(f"Renyi order alpha must be > 0 and != 1, got {alpha}; use von_neumann_entropy for 1")
-    p = jnp.clip(spectrum(rho), 0.0, None)
+    """Rényi entropy S_α = ln Tr ϱ^α / (1 − α) (nats) of a density matrix ϱ (..., D, D); shape (...,).
+
+    ``alpha``: a real scalar, finite, > 0 and ≠ 1 (von_neumann_entropy is the limit α → 1); a traced α
+    (e.g. ``jax.grad`` with respect to it) is only checked to be a real scalar.
+    """
+    alpha = real_scalar(alpha, "alpha")
+    value = concrete_value(alpha)
+    if value is not None and not (np.isfinite(value) and value > 0 and value != 1):
+        raise ValueError(f"alpha (the Renyi order) must be finite, > 0 and != 1, got {float(value)}; "
+                         "use von_neumann_entropy for alpha = 1")
+    p = jnp.clip(check_probabilities(spectrum(rho), "rho", "renyi_entropy"), 0.0, None)
     return jnp.log(jnp.sum(p**alpha, axis=-1)) / (1 - alpha)
 
 
 def von_neumann_entropy(rho: jax.Array) -> jax.Array:
-    """S = −Tr ϱ ln ϱ (nats) for ϱ (..., D, D); shape (...,)."""
-    p = jnp.clip(spectrum(rho), 0.0, None)
+    """S = −Tr ϱ ln ϱ (nats) for a density matrix ϱ (..., D, D); shape (...,)."""
+    p = jnp.clip(check_probabilities(spectrum(rho), "rho", "von_neumann_entropy"), 0.0, None)
     safe = jnp.where(p > 0, p, 1.0)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=-1)
 
@@ -90,8 +106,13 @@ def von_neumann_entropy(rho: jax.Array) -> jax.Array:
 def partial_trace(rho: jax.Array, dims: Sequence[int], keep: Sequence[int]) -> jax.Array:
     """Reduced density matrix on the sites ``keep`` (in increasing order); shape (..., Π d_keep, Π d_keep)."""
     rho = check_state(rho, "rho")
-    dims, keep = tuple(int(k) for k in dims), sorted(int(k) for k in keep)
+    dims = check_dims(dims)
     n = len(dims)
+    if isinstance(keep, (str, bytes)) or safe_ndim(keep) != 1 or not all(
+        isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)) for k in keep
+    ):
+        raise ValueError(f"keep must be a sequence of integer site indices, got {keep!r}")
+    keep = sorted(int(k) for k in keep)
     if not keep or len(set(keep)) != len(keep) or not all(0 <= k < n for k in keep):
         raise ValueError(f"keep must list distinct sites in [0, {n}), got {keep}")
     if math.prod(dims) != rho.shape[-1]:
@@ -132,8 +153,8 @@ def bloch_vectors(rho: jax.Array, spins: Sequence[float] | None = None) -> jax.A
     return spin_expectations(rho, spins) / jnp.asarray(spins)[:, None]
 
 
-def _two_qubit_check(rho):
-    rho = check_state(rho, "rho")
+def _two_qubit_check(rho, what: str):
+    rho = hermitian_matrix(rho, "rho", what)
     if rho.shape[-2:] != (4, 4):
         raise ValueError(f"rho: this observable needs a two-qubit state of shape (..., 4, 4), got {rho.shape}")
     return rho
@@ -141,7 +162,7 @@ def _two_qubit_check(rho):
 
 def correlation_matrix(rho: jax.Array) -> jax.Array:
     """Two-qubit correlation matrix T_kl = Tr(ϱ σ_k⊗σ_l) for ϱ (..., 4, 4); shape (..., 3, 3)."""
-    rho = _two_qubit_check(rho)
+    rho = _two_qubit_check(rho, "correlation_matrix")
     sigma = pauli_matrices()
     pairs = jnp.einsum("aij,bkl->abikjl", sigma, sigma).reshape(3, 3, 4, 4)
     return jnp.real(jnp.einsum("...ij,abji->...ab", rho, pairs))
@@ -168,11 +189,12 @@ def concurrence(rho: jax.Array) -> jax.Array:
 
     C = max(0, μ1 − μ2 − μ3 − μ4), μ_i the decreasing eigenvalues of sqrt(√ϱ ϱ̃ √ϱ), ϱ̃ = σ_y⊗σ_y ϱ* σ_y⊗σ_y.
     """
-    rho = _two_qubit_check(rho)
+    rho = _two_qubit_check(rho, "concurrence")
     sy = pauli_matrices()[1]
     yy = jnp.kron(sy, sy)
     tilde = yy @ jnp.conj(rho) @ yy
     p, v = jnp.linalg.eigh(rho)
+    p = check_probabilities(p, "rho", "concurrence")
     root = (v * jnp.sqrt(jnp.clip(p, 0.0, None))[..., None, :]) @ jnp.conj(jnp.swapaxes(v, -1, -2))
     mu = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(root @ tilde @ root), 0.0, None))
     return jnp.maximum(0.0, mu[..., 3] - mu[..., 2] - mu[..., 1] - mu[..., 0])
@@ -183,9 +205,9 @@ def passive_energy(rho: jax.Array, H: jax.Array) -> jax.Array:
 
     ϱ: (..., D, D); H: Hermitian (D, D); returns shape (...,).
     """
-    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    rho, H = hermitian_matrix(rho, "rho", "passive_energy"), check_hamiltonian(H, "H")
     check_square(H, "H", rho.shape[-1])
-    p = spectrum(rho)[..., ::-1]
+    p = eigvalsh(rho)[..., ::-1]
     return jnp.sum(p * eigvalsh(H), axis=-1)
 
 
@@ -194,8 +216,8 @@ def passive_state(rho: jax.Array, H: jax.Array) -> jax.Array:
 
     ϱ: (..., D, D); H: Hermitian (D, D); returns (..., D, D).
     """
-    rho, H = check_state(rho, "rho"), check_hamiltonian(H, "H")
+    rho, H = hermitian_matrix(rho, "rho", "passive_state"), check_hamiltonian(H, "H")
     check_square(H, "H", rho.shape[-1])
-    p = spectrum(rho)[..., ::-1]
+    p = eigvalsh(rho)[..., ::-1]
     _, vectors = jnp.linalg.eigh(H)
     return (vectors * p[..., None, :]) @ jnp.conj(jnp.swapaxes(vectors, -1, -2))

@@ -11,15 +11,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_array, check_density_matrix, concrete_value, check_hamiltonian, check_ket, check_positive, check_spins
-from .operators import spin_dim, spin_matrices
+import math
+
+from ._checks import as_array, check_density_matrix, concrete_value, check_ket, check_positive, check_spins
+from ._guards import check_bytes, dense_bytes
+from ._validate import check_spin, prng_key, real_array
+from .hamiltonians import as_matrix
+from .operators import MATRIX_FREE_HINT, spin_dim, spin_matrices
+
+KET_BYTES = 16  # one complex128 amplitude
+
+
+def _check_ket_size(dim: int, what: str, copies: int = 2) -> None:
+    """Refuse a ket of dimension ``dim`` (``copies`` complex vectors of it in flight) above the memory limit."""
+    check_bytes(copies * KET_BYTES * dim, f"{what} (a ket of dimension D = {dim})",
+                "fewer or smaller spins; matrix-free solves still need one D-vector per saved state")
 
 BELL_STATES = ("phi+", "phi-", "psi+", "psi-")
 
 
 def basis_state(s: float, m: float) -> jax.Array:
     """|s, m⟩ with m ∈ {s, s−1, …, −s}; shape (2s+1,)."""
+    s = check_spin(s)
     d = spin_dim(s)
+    m = real_array(m, "m")
+    if m.shape != ():
+        raise ValueError(f"m must be a scalar projection quantum number, got shape {m.shape}")
+    m = float(m)
+    _check_ket_size(d, f"basis_state(s = {s:g})", copies=1)
     index = s - m
     if abs(index - round(index)) > 1e-12 or not 0 <= round(index) < d:
         raise ValueError(f"m = {m} is not a projection of spin {s}")
@@ -28,7 +47,7 @@ def basis_state(s: float, m: float) -> jax.Array:
 
 def coherent_state(s: float, direction) -> jax.Array:
     """Spin-coherent state |n⟩ = e^{−iφS_z} e^{−iθS_y}|s, s⟩ with ⟨S⟩ = s n; ``direction`` (3,), any length > 0."""
-    n = jnp.asarray(direction, dtype=float)
+    n = real_array(direction, "direction")
     value = concrete_value(n)  # a traced direction (differentiating w.r.t. angles) is only shape-checked
     if n.shape != (3,) or (value is not None and (not np.all(np.isfinite(value)) or float(np.linalg.norm(value)) == 0)):
         raise ValueError(f"direction must be a non-zero 3-vector, got {direction!r}")
@@ -40,24 +59,36 @@ def coherent_state(s: float, direction) -> jax.Array:
 
 
 def product_state(kets: Sequence) -> jax.Array:
-    """Kronecker product of normalised one-site kets (each (d_k,); site 0 leftmost); shape (Π d_k,)."""
-    if len(kets) == 0:
-        raise ValueError("kets must list at least one ket")
-    out = jnp.ones(1, dtype=complex)
+    """Kronecker product of normalised one-site kets (each (d_k,); site 0 leftmost); shape (Π d_k,).
+
+    Raises SizeError before the product is formed when the ket (Π d_k complex numbers, two copies in flight)
+    would exceed the memory limit.
+    """
+    if isinstance(kets, (str, bytes)) or not hasattr(kets, "__len__") or len(kets) == 0:
+        raise ValueError(f"kets must list at least one one-site ket (a non-empty sequence), got {type(kets).__name__}")
+    checked = []
     for k, ket in enumerate(kets):
         ket = check_ket(ket, f"kets[{k}]")
         if ket.ndim != 1:
             raise ValueError(f"kets[{k}] must be a vector (d,), got shape {ket.shape}")
+        checked.append(ket)
+    _check_ket_size(math.prod(int(ket.shape[0]) for ket in checked), f"product_state of {len(checked)} kets")
+    out = jnp.ones(1, dtype=complex)
+    for ket in checked:
         out = jnp.kron(out, ket)
     return out
 
 
 def coherent_product_state(spins: Sequence[float], directions) -> jax.Array:
-    """⊗_k |n_k⟩ for spins s_k (length N) along ``directions`` of shape (N, 3); shape (Π(2s_k + 1),)."""
+    """⊗_k |n_k⟩ for spins s_k (length N) along ``directions`` of shape (N, 3); shape (Π(2s_k + 1),).
+
+    The size guard (SizeError) runs before any one-site state is built.
+    """
     spins = check_spins(spins)
-    directions = np.asarray(directions, dtype=float)
+    directions = real_array(directions, "directions")
     if directions.shape != (len(spins), 3):
         raise ValueError(f"directions must have shape ({len(spins)}, 3), got {directions.shape}")
+    _check_ket_size(math.prod(spin_dim(s) for s in spins), f"coherent_product_state of {len(spins)} spins")
     return product_state([coherent_state(s, n) for s, n in zip(spins, directions)])
 
 
@@ -80,8 +111,15 @@ def bell_state(name: str) -> jax.Array:
 
 
 def density_matrix(psi, name: str = "psi") -> jax.Array:
-    """|ψ⟩⟨ψ| for a ket (..., D) (validated: finite, normalised); shape (..., D, D)."""
+    """|ψ⟩⟨ψ| for a ket (..., D) (validated: finite, normalised); shape (..., D, D).
+
+    Raises SizeError when the (..., D, D) result would exceed the memory limit (a ket of 2^20 amplitudes
+    is 16 MiB, its density matrix 16 TiB): keep the ket and use ``solve(..., method='ket')``.
+    """
     psi = check_ket(psi, name)
+    check_bytes(dense_bytes(psi.shape[-1], count=math.prod(psi.shape[:-1])),
+                f"density_matrix of a ket of dimension D = {psi.shape[-1]}",
+                "keep the ket: solve(H, psi, ts, method='ket') and the ket observables never form |psi><psi|")
     return psi[..., :, None] * jnp.conj(psi[..., None, :])
 
 
@@ -97,11 +135,17 @@ def werner_state(bell: str | jax.Array, p: float) -> jax.Array:
 
 
 def thermal_state(H, beta: float) -> jax.Array:
-    """Gibbs state e^{−βH}/Z, shape (D, D), for a Hermitian (D, D) ``H`` at inverse temperature β ≥ 0 (energy units⁻¹)."""
+    """Gibbs state e^{−βH}/Z, shape (D, D), for a Hermitian (D, D) ``H`` (array, ``Qobj`` or
+    :class:`SpinModel`) at inverse temperature β ≥ 0 (energy units⁻¹).
+
+    Raises SizeError when the eigenvectors, temporaries and the result (4 complex D × D arrays besides H;
+    measured 3.4 at D = 4096) would exceed the memory limit.
+    """
     beta = check_positive(beta, "beta", allow_zero=True)
-    H = check_hamiltonian(H)
+    H = as_matrix(H, "H")
     if H.ndim != 2:
         raise ValueError(f"H must be one (D, D) matrix, got shape {H.shape}")
+    check_bytes(dense_bytes(H.shape[-1], count=4), f"thermal_state for D = {H.shape[-1]}", MATRIX_FREE_HINT)
     energies, vectors = jnp.linalg.eigh(H)
     weights = jnp.exp(-beta * (energies - energies[0]))
     weights = weights / jnp.sum(weights)
@@ -109,19 +153,30 @@ def thermal_state(H, beta: float) -> jax.Array:
 
 
 def random_ket(key: jax.Array, dim: int) -> jax.Array:
-    """Haar-random normalised ket of shape (dim,) from a ``jax.random`` key."""
+    """Haar-random normalised ket of shape (dim,) from a ``jax.random`` key (or an integer seed, converted
+    with ``jax.random.PRNGKey``). SizeError above the memory limit."""
+    key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
+    _check_ket_size(dim, "random_ket", copies=3)
     re, im = jax.random.normal(key, (2, dim))
     psi = re + 1j * im
     return psi / jnp.linalg.norm(psi)
 
 
 def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> jax.Array:
-    """Random mixed state G G†/Tr with G of shape (dim, rank) complex Gaussian (Hilbert–Schmidt for rank = dim)."""
+    """Random mixed state G G†/Tr with G of shape (dim, rank) complex Gaussian (Hilbert–Schmidt for rank = dim).
+
+    ``key``: a ``jax.random`` key or an integer seed (converted with ``jax.random.PRNGKey``). SizeError when
+    G, its Gaussian draws and two (dim, dim) matrices (measured 3.3 complex (dim, dim) arrays for rank = dim)
+    would exceed the memory limit.
+    """
+    key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
     rank = dim if rank is None else check_positive(rank, "rank", integer=True)
     if not 1 <= rank <= dim:
         raise ValueError(f"rank must lie in [1, {dim}], got {rank}")
+    check_bytes(KET_BYTES * (2 * dim * rank + 2 * dim * dim), f"random_density_matrix(dim = {dim}, rank = {rank})",
+                "a pure state (random_ket) needs only O(dim) memory")
     re, im = jax.random.normal(key, (2, dim, rank))
     g = re + 1j * im
     rho = g @ jnp.conj(g.T)
@@ -129,8 +184,14 @@ def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> 
 
 
 def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
-    """Random Hermitian (GUE-like) matrix of shape (dim, dim), entries of order 1."""
+    """Random Hermitian (GUE-like) matrix of shape (dim, dim), entries of order 1.
+
+    ``key``: a ``jax.random`` key or an integer seed. SizeError when the draws, the result and a temporary
+    (4 complex (dim, dim) arrays; measured 3.2) would exceed the memory limit.
+    """
+    key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
+    check_bytes(dense_bytes(dim, count=4), f"random_hamiltonian(dim = {dim})", MATRIX_FREE_HINT)
     re, im = jax.random.normal(key, (2, dim, dim))
     a = re + 1j * im
     return (a + jnp.conj(a.T)) / 2

@@ -24,7 +24,7 @@ def test_spin_algebra(s):
 
 
 def test_bad_spin():
-    with pytest.raises(ValueError, match="spin s"):
+    with pytest.raises(ValueError, match="s must be a spin quantum number"):
         q.spin_matrices(0.3)
 
 

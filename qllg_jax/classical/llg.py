@@ -19,8 +19,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_array, check_finite, concrete_value, check_kappa, check_positive, check_solver, check_times
+from .._checks import check_finite, concrete_value, check_kappa, check_positive, check_solver, check_times, is_concrete
+from .._integrate import FAILURE_REASONS, failure_code
+from .._validate import real_array
 from ..hamiltonians import SpinModel, dimer_model
+from ..solve import SolveError
 
 
 def llg_rhs(model: SpinModel, m: jax.Array, alpha) -> jax.Array:
@@ -32,6 +35,7 @@ def llg_rhs(model: SpinModel, m: jax.Array, alpha) -> jax.Array:
 
 @eqx.filter_jit
 def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
+    """m(t) at ts (T, N, 3), the failure code (0 = success; see ``FAILURE_REASONS``) and the time reached."""
     term = diffrax.ODETerm(lambda t, m, args: llg_rhs(args[0], m, args[1]))
     sol = diffrax.diffeqsolve(
         term,
@@ -41,15 +45,38 @@ def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
         dt0=None,
         y0=m0,
         args=(model, alpha),
-        saveat=diffrax.SaveAt(ts=ts),
+        saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: t)]),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
+        throw=False,
     )
-    return sol.ys
+    return sol.ys[0], failure_code(sol.result), sol.ys[1][0]
+
+
+_HINTS = {
+    "max_steps reached": "raise max_steps (now {max_steps}), loosen rtol/atol, or try a stiff solver (solver='kvaerno5')",
+    "step size collapsed": "the effective field most likely produced NaN/inf (check the model for huge entries)",
+    "solver failure": "try another solver or tolerances",
+}
+
+
+def _check_failure(ms, code, t_reached, ts, max_steps):
+    """Raise :class:`~qllg_jax.SolveError` (reason, time reached, hint) when the integration failed; under
+    ``jax.jit``/``vmap`` attach the same check as a runtime error (``eqx.error_if``)."""
+    if not is_concrete(code, t_reached, ts):
+        return eqx.error_if(ms, code != 0, "classical LLG integration failed (max_steps reached or solver failure); "
+                            "hint: raise max_steps, loosen rtol/atol or try solver='kvaerno5'")
+    code = int(np.max(np.asarray(code)))
+    if code == 0:
+        return ms
+    reason = FAILURE_REASONS.get(code, "solver failure")
+    t, ts = float(np.min(np.asarray(t_reached))), np.asarray(ts)
+    hint = _HINTS.get(reason, _HINTS["solver failure"]).format(max_steps=max_steps)
+    raise SolveError(f"classical LLG solve failed: {reason} at t = {t:.6g} of [{ts[0]:.6g}, {ts[-1]:.6g}]; hint: {hint}")
 
 
 def _check_m0(m0, n_sites: int):
-    m0 = check_finite(as_array(m0, "m0"), "m0").astype(float)
+    m0 = check_finite(real_array(m0, "m0"), "m0")
     if m0.shape != (n_sites, 3):
         raise ValueError(f"m0 must have shape ({n_sites}, 3) (one vector per site), got {m0.shape}")
     value = concrete_value(m0)  # a traced m0 (differentiating w.r.t. it) is only shape-checked
@@ -78,9 +105,16 @@ def classical_llg(
         alpha: Gilbert damping α ≥ 0 (dimensionless).
         rtol, atol: adaptive tolerances; solver: diffrax solver or name (default Tsit5).
 
+        max_steps: step budget of the adaptive integrator.
+
     Returns:
         m(t), shape (T, N, 3). Works under ``jax.jit``, ``jax.vmap`` and ``jax.grad`` (w.r.t. model
         parameters, m0 and α).
+
+    Raises:
+        ValueError: invalid input (named argument), before any compute. :class:`~qllg_jax.SolveError`: the
+        integration stopped early (max_steps reached, step size collapsed), with the time reached and a hint;
+        inside ``jax.jit``/``vmap`` the same failure is a runtime error (``eqx.error_if``).
     """
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
@@ -89,7 +123,8 @@ def classical_llg(
     alpha = check_kappa(alpha, "alpha")
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
-    return _integrate(model, m0, ts, alpha, check_solver(solver), rtol, atol, max_steps)
+    ms, code, t_reached = _integrate(model, m0, ts, alpha, check_solver(solver), rtol, atol, max_steps)
+    return _check_failure(ms, code, t_reached, ts, max_steps)
 
 
 def classical_dimer(B, J, D, m1, m2, ts, alpha, **kwargs) -> jax.Array:
@@ -104,7 +139,11 @@ def classical_dimer(B, J, D, m1, m2, ts, alpha, **kwargs) -> jax.Array:
     ``B``, ``D``: (3,); ``J``: scalar; ``m1``, ``m2``: initial directions (3,); ``ts`` (T,); α ≥ 0.
     Keyword arguments go to :func:`classical_llg`.
     """
-    m0 = jnp.stack([as_array(m1, "m1"), as_array(m2, "m2")]).astype(float)
+    directions = [real_array(m, name) for name, m in (("m1", m1), ("m2", m2))]
+    for name, m in zip(("m1", "m2"), directions):
+        if m.shape != (3,):
+            raise ValueError(f"{name} must be a 3-vector (the initial direction of spin {name[1]}), got shape {m.shape}")
+    m0 = jnp.stack(directions)
     return classical_llg(dimer_model(B, J, D), m0, ts, alpha, **kwargs)
 
 
@@ -112,7 +151,9 @@ def classical_energy(model: SpinModel, m) -> jax.Array:
     """Classical energy E(m) (energy units) for m of shape (..., N, 3) (vmapped over leading axes)."""
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
-    m = check_finite(as_array(m, "m"), "m")
+    m = check_finite(real_array(m, "m"), "m")
+    if m.ndim < 2 or m.shape[-2:] != (model.n_sites, 3):
+        raise ValueError(f"m must have shape (..., {model.n_sites}, 3) (one unit vector per site), got {m.shape}")
     f = model.classical_energy
     for _ in range(m.ndim - 2):
         f = jax.vmap(f)
