@@ -300,35 +300,49 @@ def run_sweep(
     cap = CPU_MAX_CHUNK_SIZE if devices[0].platform == "cpu" else MAX_CHUNK_SIZE
     auto_chunk = choose_chunk_size(per_point_bytes, n_points, n_dev, memory_budget, max_chunk=cap)
 
+    kept = [keep_in_memory or leaf.path[0] in SMALL_OUTPUTS for leaf in leaves]
+    _check_sizes(leaves, kept, params, n_points, chunk_size or auto_chunk, n_dev, out is not None)
     store = None
     if out is not None:
         path = process_path(out, process_index, process_count)
         store = SweepStore.open(path, params=params, leaves=leaves, fingerprint={**physics, "config": config},
                                 per_point=per_point, config=config, chunk_size=chunk_size,
                                 default_chunk_size=chunk_size or auto_chunk, overwrite=overwrite, ts=ts)
+        if store.chunk_size != (chunk_size or auto_chunk):  # resuming with the file's chunk size
+            try:
+                _check_sizes(leaves, kept, params, n_points, store.chunk_size, n_dev, True)
+            except BaseException:
+                store.close()
+                raise
         chunk_size = store.chunk_size
     chunk_size = chunk_size or auto_chunk
     try:
-        return _run(chunk_fn, params, constants, n_points, leaves, treedef, chunk_size, devices, store, progress,
-                    keep_in_memory, process_index, process_count, ts)
+        return _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_size, devices, store, progress,
+                    process_index, process_count, ts)
     finally:
         if store is not None:
             store.close()
 
 
-def _run(chunk_fn, params, constants, n_points, leaves, treedef, chunk_size, devices, store, progress, keep_in_memory,
+def _check_sizes(leaves, kept, params, n_points, chunk_size, n_dev, stored) -> tuple[int, int]:
+    """(bytes of one chunk, bytes kept in memory), each refused above the memory limit (before any I/O)."""
+    padded = math.ceil(chunk_size / n_dev) * n_dev
+    per_chunk = chunk_bytes(leaves, params, padded)
+    check_bytes(per_chunk, f"one sweep chunk of {padded} points (estimated {WORK_FACTOR} x its inputs and outputs)",
+                "use a smaller chunk_size")
+    result_bytes = n_points * sum(leaf.row_bytes for leaf, keep in zip(leaves, kept) if keep)
+    hint = ("pass keep_in_memory=False to stream them to the file" if stored
+            else "pass out='sweep.h5', keep_in_memory=False to stream them to disk")
+    check_bytes(result_bytes, f"the in-memory results of {n_points} sweep points", hint)
+    return per_chunk, result_bytes
+
+
+def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_size, devices, store, progress,
          process_index, process_count, ts) -> SweepResult:
     n_dev = len(devices)
     padded = math.ceil(chunk_size / n_dev) * n_dev
     n_chunks = math.ceil(n_points / chunk_size)
-    kept = [keep_in_memory or leaf.path[0] in SMALL_OUTPUTS for leaf in leaves]
-    result_bytes = n_points * sum(leaf.row_bytes for leaf, keep in zip(leaves, kept) if keep)
-    per_chunk = chunk_bytes(leaves, params, padded)
-    check_bytes(per_chunk, f"one sweep chunk of {padded} points (estimated {WORK_FACTOR} x its inputs and outputs)",
-                "use a smaller chunk_size")
-    hint = ("pass keep_in_memory=False to stream them to the file" if store is not None
-            else "pass out='sweep.h5', keep_in_memory=False to stream them to disk")
-    check_bytes(result_bytes, f"the in-memory results of {n_points} sweep points", hint)
+    per_chunk, result_bytes = _check_sizes(leaves, kept, params, n_points, chunk_size, n_dev, store is not None)
     if progress:
         where = f"; results {format_bytes(n_points * sum(l.row_bytes for l in leaves))} -> {store.path}" if store else ""
         print(f"sweep: {n_points} points in {n_chunks} chunks of {chunk_size} on {n_dev} device(s); about "

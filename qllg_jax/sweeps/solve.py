@@ -288,17 +288,16 @@ def sweep_solve(
     for name, fn in functions.items():
         check_point_signature(fn, list(params_np), name, all_used=False)
     if not _is_function(H) and not _is_model(H):
-        H = np.asarray(check_hamiltonian(H, "H"))
+        H = check_hamiltonian(H, "H")
     if not _is_function(kappa):
-        kappa = np.asarray(check_kappa(kappa))
+        kappa = check_kappa(kappa)
         if kappa.ndim != 0:
             raise ValueError(f"kappa must be a scalar or a function of the point's parameters, got shape {kappa.shape}")
     if not _is_function(rho0):
         from ..fast_paths import LowRankState
 
         if not isinstance(rho0, LowRankState):
-            rho0 = np.asarray(rho0)
-            rho0 = np.asarray(check_ket(rho0, "rho0") if rho0.ndim == 1 else check_density_matrix(rho0, "rho0"))
+            rho0 = check_ket(rho0, "rho0") if np.ndim(rho0) == 1 else check_density_matrix(rho0, "rho0")  # concrete
     if observables is not None and not isinstance(observables, Mapping):
         raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
     observables = dict(observables or {})
