@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -29,6 +30,12 @@ def hamiltonian(J, D):
     return q.dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=J, D=(0.0, 0.0, D))
 
 
+@jax.jit
+def single_solve(H, rho0, kappa):
+    """One plain solve (the independent reference), jitted once for every point of the tests."""
+    return q.solve(H, rho0, TS, kappa, observables=OBSERVABLES, invariant_tol=None, **SOLVE_OPTIONS)
+
+
 @pytest.fixture(scope="module")
 def swept():
     return {
@@ -43,7 +50,7 @@ def test_sweep_equals_loop_of_solve(swept):
     assert result.outputs["observables"]["bloch"].shape == (5, 6, 2, 3)
     assert result.outputs["observables"]["bell"].shape == (5, 6)
     for i in range(4):
-        ref = q.solve(hamiltonian(PARAMS["J"][i], PARAMS["D"][i]), RHO0, TS, KAPPA, observables=OBSERVABLES, **SOLVE_OPTIONS)
+        ref = single_solve(hamiltonian(PARAMS["J"][i], PARAMS["D"][i]), RHO0, KAPPA)
         for name in OBSERVABLES:
             np.testing.assert_allclose(result.outputs["observables"][name][i], ref.observables[name], atol=1e-10, rtol=0)
         assert result.outputs["stats"]["num_steps"][i] == int(ref.stats["num_steps"])
@@ -178,12 +185,11 @@ def test_point_dependent_rho0_and_kappa_equal_single_solves():
     """ϱ0(p) and κ(k) vary per point (vmapped inside the chunk); each point equals its own solve."""
     params = grid(p=[0.6, 0.9], k=[0.0, 0.3])
     rho0 = lambda p: q.werner_state("psi+", p)  # noqa: E731
-    result = sweep_solve(hamiltonian(1.0, 0.2), rho0, TS, lambda k: 2 * k, params, observables={"bell": q.bell_nonlocality},
-                         progress=False, solve_options={"method": "dense"})
+    result = sweep_solve(hamiltonian(1.0, 0.2), rho0, TS, lambda k: 2 * k, params, observables=OBSERVABLES,
+                         progress=False, solve_options=SOLVE_OPTIONS)
     assert result.success.all()
     for i in range(4):
-        ref = q.solve(hamiltonian(1.0, 0.2), rho0(params["p"][i]), TS, 2 * params["k"][i], method="dense",
-                      observables={"bell": q.bell_nonlocality})
+        ref = single_solve(hamiltonian(1.0, 0.2), rho0(params["p"][i]), 2 * params["k"][i])
         np.testing.assert_allclose(result.outputs["observables"]["bell"][i], ref.observables["bell"], atol=1e-10, rtol=0)
 
 

@@ -368,6 +368,7 @@ def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_siz
     bar = tqdm(total=n_mine, initial=n_mine - sum(sizes[k] for k in todo), unit="pt", desc="sweep",
                disable=not progress, dynamic_ncols=True)
     success_at = next(i for i, leaf in enumerate(leaves) if leaf.path == ("success",))
+    n_failed = int(sum(np.sum(~rows[success_at]) for rows in collected.values()))
     try:
         if todo:
             compiled, sharding = _compile(chunk_fn, devices)
@@ -381,7 +382,8 @@ def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_siz
                 store.commit(k, rows)
             collected[k] = [r if keep else None for r, keep in zip(rows, kept)]
             bar.update(stop - start)
-            bar.set_postfix(failed=int(sum(np.sum(~c[success_at]) for c in collected.values())), refresh=False)
+            n_failed += int(np.sum(~rows[success_at]))
+            bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         bar.close()
     return _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts, store, mine)

@@ -136,7 +136,7 @@ def _update_object(obj, h, depth: int) -> None:
         _update_object(obj.__func__, h, depth + 1)
         h.update(_qualname(type(obj.__self__)).encode())
     elif isinstance(obj, types.FunctionType):
-        h.update(_qualname(obj).encode())
+        h.update(obj.__qualname__.encode())  # not the module: `python sweep.py` (__main__) = `import sweep`
         _update_code(obj.__code__, h)
         for cell in obj.__closure__ or ():
             try:
@@ -158,10 +158,13 @@ def _update_object(obj, h, depth: int) -> None:
 
 
 def describe_callable(fn: Callable) -> dict:
-    """{"callable": qualified name, "code": digest of byte code, constants and captured values}."""
+    """{"callable": qualified name, "code": digest of byte code, constants and captured values}.
+
+    The module is left out (a script run as ``__main__`` and imported as a module is the same function)."""
     h = hasher()
     _update_object(fn, h, 0)
-    return {"callable": _qualname(fn), "code": h.hexdigest()}
+    name = getattr(fn, "__qualname__", None) or getattr(getattr(fn, "func", None), "__qualname__", type(fn).__qualname__)
+    return {"callable": name, "code": h.hexdigest()}
 
 
 def point_digests(batch: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 
@@ -140,11 +141,27 @@ def _validate(name: str, batch, dim_hint, params, offset: int):
         return
     values = np.asarray(batch)
     try:
-        for value in values:  # per point: the core's checks take one H / state at a time
-            checks[name](value)
-            offset += 1
+        checks[name](values)  # the core's check of a batch, as solve() does for a concrete batch (vectorised)
     except ValueError as error:
+        for i, value in enumerate(values):  # name the first invalid point
+            try:
+                checks[name](value)
+            except ValueError as point_error:
+                error, offset = point_error, offset + i
+                break
         raise ValueError(f"{error} at point {offset} ({_point_text(params, offset)}); no point was computed") from None
+
+
+_HOST_EVALUATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _host_evaluator(fn: Callable) -> Callable:
+    """jit(vmap(point ↦ fn(point))), one per function (a repeated sweep does not recompile it)."""
+    evaluate = jax.jit(jax.vmap(lambda p: _call_with(fn, p)))
+    try:
+        return _HOST_EVALUATORS.setdefault(fn, evaluate)
+    except TypeError:
+        return evaluate
 
 
 def host_pass(functions: Mapping[str, Callable], params: Mapping, n_points: int) -> tuple[dict, dict]:
@@ -152,7 +169,7 @@ def host_pass(functions: Mapping[str, Callable], params: Mapping, n_points: int)
     values, and return ({name: value at point 0}, {name: per-point digests uint64 (P,)})."""
     first, digests = {}, {}
     for name, fn in functions.items():
-        evaluate = jax.jit(jax.vmap(lambda p, fn=fn: _call_with(fn, p)))
+        evaluate = _host_evaluator(fn)
         one = {k: jax.ShapeDtypeStruct(np.shape(v)[1:], np.asarray(v).dtype) for k, v in params.items()}
         shapes = jax.eval_shape(lambda p, fn=fn: _call_with(fn, p), one)
         per_point = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize

@@ -185,6 +185,9 @@ def _fsync_dir(path: str) -> None:
         os.close(fd)
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -209,6 +212,11 @@ def _lock(fd: int, path: str, exclusive: bool) -> None:
 
         warnings.warn(f"out={path!r}: the filesystem does not support file locks; make sure no other process "
                       "writes this sweep", stacklevel=4)
+
+
+def _writable(path: str) -> bool:
+    """Writable by this process and not marked read-only by its mode (root can write a 0o444 file: we don't)."""
+    return os.access(path, os.W_OK) and bool(os.stat(path).st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 def _remove_stale_partials(path: str) -> None:
@@ -402,7 +410,7 @@ class SweepStore:
         """(store, None) to resume the existing file, or (None, its locked fd) when ``overwrite`` replaces it."""
         if not os.access(path, os.R_OK):
             raise SweepFileError(f"out={path!r} exists and is not readable; it is left untouched")
-        writable = os.access(path, os.W_OK)
+        writable = _writable(path)
         fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
         _lock(fd, path, exclusive=writable)
         try:
@@ -589,7 +597,7 @@ class SweepStore:
         _pwrite_all(self._fd, data, offset)
 
     def _flush(self) -> None:
-        os.fdatasync(self._fd)
+        _datasync(self._fd)
 
     def _write_flag(self, chunk: int, digests: np.ndarray) -> None:
         _pwrite_all(self._fd, digests.tobytes(), self._digest_offset + chunk * len(self.leaves) * 8)
@@ -603,7 +611,7 @@ class SweepStore:
     def close(self) -> None:
         if self._fd is not None:
             if self.writable:
-                os.fdatasync(self._fd)
+                _datasync(self._fd)
             os.close(self._fd)
             self._fd = None
 
