@@ -256,3 +256,26 @@ def test_result_larger_than_memory_limit_needs_out_and_streams(tmp_path):
     part = load_sweep(tmp_path / "s.h5", points=slice(10, 30, 7))
     np.testing.assert_array_equal(part.outputs["big"], np.arange(10.0, 30.0, 7)[:, None] + np.zeros(1000))
     np.testing.assert_array_equal(part.params["x"], [10.0, 17.0, 24.0])
+
+
+def test_sweeps_package_has_no_import_cycles():
+    """The modules of qllg_jax.sweeps import each other in one direction only (issue 15: sweep.py and
+    sweep_store.py imported each other), and never the old alias modules."""
+    import ast
+    import pathlib
+
+    import graphlib
+
+    package = pathlib.Path(q.__file__).parent / "sweeps"
+    graph = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert node.module not in ("sweep", "sweep_store"), f"{path.name} imports the old module {node.module}"
+        graph[path.stem] = imported - {path.stem}
+    order = list(graphlib.TopologicalSorter({k: v for k, v in graph.items() if k != "__init__"}).static_order())
+    assert order.index("store") < order.index("engine") < order.index("solve")

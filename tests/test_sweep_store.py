@@ -301,24 +301,47 @@ def test_second_writer_gets_the_lock_error_at_once(script, reference, tmp_path):
     _assert_files_equal_bitwise(out, ref_path)
 
 
+def _committed(path) -> int:
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f["chunk_done"][()].sum())
+    except (OSError, KeyError):
+        return 0
+
+
+def _wait_for(condition, child, what, timeout=180):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert child.poll() is None, f"the sweep ended before {what}: " + child.stderr.read()[-3000:]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.005)
+
+
 def test_sigkill_at_random_moments_then_resume_matches_uninterrupted_run(script, reference, tmp_path):
-    """Kill a real sweep (slowed by sleeps in every phase of creating and committing) at random moments — the
-    first trial inside the file's creation — then resume in this process: every point exactly once, bit for bit."""
+    """Kill a real sweep (slowed by sleeps before every phase of creating and committing) at random moments —
+    while its file is being created, around its first chunk, and among later commits — then resume in this
+    process: every point exactly once, bit for bit equal to the uninterrupted run."""
     namespace, ref_path, _ = reference
     seed = random.randrange(2**31)
     rng = random.Random(seed)
-    for trial, delay in enumerate([rng.uniform(0.0, 0.3), rng.uniform(0.3, 2.0), rng.uniform(0.3, 2.0)]):
+    for trial, (what, delay) in enumerate([("creation", rng.uniform(0.0, 0.25)), ("file", rng.uniform(0.0, 0.5)),
+                                           ("commit", rng.uniform(0.0, 0.6))]):
         out = tmp_path / f"killed{trial}.h5"
         child = _start(script, out)
+        conditions = {
+            "creation": lambda: any(p.name.startswith(out.name + PARTIAL) for p in tmp_path.iterdir()) or out.exists(),
+            "file": out.exists,
+            "commit": lambda: _committed(out) >= 1,
+        }
+        _wait_for(conditions[what], child, what)
         time.sleep(delay)
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
         if out.exists():  # readable after the kill, whatever it holds
-            partial = load_sweep(out)
-            assert partial.metadata["done"].sum() <= 11
+            assert load_sweep(out).metadata["done"].sum() < 11, (seed, what, delay)
         namespace["run"](str(out))  # resume
-        leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f"killed{trial}.h5"))
-        assert leftovers == [f"killed{trial}.h5"], (seed, leftovers)
+        leftovers = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(out.name))
+        assert leftovers == [out.name], (seed, what, delay, leftovers)
         _assert_files_equal_bitwise(out, ref_path)
 
 

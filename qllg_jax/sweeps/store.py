@@ -50,6 +50,7 @@ so the guarantees above need no journal.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import errno
@@ -220,21 +221,15 @@ def _writable(path: str) -> bool:
 
 
 def _remove_stale_partials(path: str) -> None:
-    """Remove ``<path>.qllg-partial-*`` files left by a creation that was killed (never a file in use)."""
-    try:
-        ours = os.stat(path).st_ino if os.path.exists(path) else None
-    except OSError:
-        ours = None
+    """Remove ``<path>.qllg-partial-*`` files left by a creation that was killed — before or after it linked the
+    file to ``path`` — but never one that a live process holds locked."""
     for partial in glob.glob(glob.escape(path) + PARTIAL + "*"):
         try:
-            if ours is not None and os.stat(partial).st_ino == ours:  # killed between link and unlink
-                os.unlink(partial)
-                continue
             fd = os.open(partial, os.O_RDONLY)
         except OSError:
             continue
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a live creator holds it: leave it alone
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             os.unlink(partial)
         except OSError:
             pass
@@ -520,7 +515,8 @@ class SweepStore:
             except FileExistsError:
                 raise SweepFileError(f"out={path!r} was created by another process at the same moment; "
                                      "rerun to resume it or choose another file") from None
-            os.unlink(partial)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(partial)
         _fsync_dir(path)
 
     @staticmethod
