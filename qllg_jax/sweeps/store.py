@@ -441,10 +441,10 @@ class SweepStore:
                 if fmt != FORMAT:
                     return _not_sweep_file(path, "is not a qllg sweep file"), None
                 header = read_header(f, path)
-        except SweepFileError as error:
+        except SweepFileError as error:  # not HDF5, or damaged: replaced only with overwrite=True
             if "is not an HDF5 file" in str(error):
                 return _not_sweep_file(path, "is not an HDF5 file"), None
-            raise
+            return error, None
         new_fp = {**fingerprint, "params": {n: fp.describe_array(v) for n, v in params.items()}}
         old_fp = {**header.fingerprint, "params": {n: fp.describe_array(v) for n, v in header.params.items()}}
         old_fp.setdefault("config", header.config)
