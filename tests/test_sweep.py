@@ -217,6 +217,9 @@ BAD_INPUTS = {
     "solve_options reserved": (lambda out: sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, solve_options={"throw": True}),
                                "throw"),
     "batching": (lambda out: sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, batching="loop"), "batching"),
+    "memory_budget": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, memory_budget=0), "memory_budget"),
+    "process_index": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, process_index=2, process_count=2),
+                      "process_index"),
     "H(J) non-Hermitian at one point": (
         lambda out: sweep_solve(_non_hermitian_above_one, RHO0, TS, KAPPA, {"J": np.array([0.5, 2.0])}, progress=False),
         r"H\(point\) is not Hermitian.* at point 1 \(J=2.0\)"),
@@ -279,3 +282,24 @@ def test_sweeps_package_has_no_import_cycles():
         graph[path.stem] = imported - {path.stem}
     order = list(graphlib.TopologicalSorter({k: v for k, v in graph.items() if k != "__init__"}).static_order())
     assert order.index("store") < order.index("engine") < order.index("solve")
+
+
+def test_repeated_sweep_solve_does_not_recompile():
+    """The same H function, ϱ0, κ and options again (e.g. a resumed or repeated sweep): no new compilation."""
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        params = {k: v[:4] for k, v in PARAMS.items()}
+        first = sweep_solve(hamiltonian, RHO0, TS, KAPPA, params, observables=OBSERVABLES, progress=False, chunk_size=2)
+        assert compiles, "the first sweep compiles"
+        compiles.clear()
+        again = sweep_solve(hamiltonian, RHO0, TS, KAPPA, params, observables=OBSERVABLES, progress=False, chunk_size=2)
+        assert compiles == []
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    np.testing.assert_array_equal(again.outputs["observables"]["bell"], first.outputs["observables"]["bell"])

@@ -286,7 +286,7 @@ def run_sweep(
         raise ValueError(f"process_index must be in [0, process_count), got {process_index} of {process_count}")
     from .._checks import check_flag, check_positive
 
-    memory_budget = check_positive(memory_budget, "memory_budget", integer=True)
+    memory_budget = int(check_positive(memory_budget, "memory_budget"))
     progress, overwrite, keep_in_memory = (check_flag(v, n) for v, n in
                                            ((progress, "progress"), (overwrite, "overwrite"), (keep_in_memory, "keep_in_memory")))
     if not keep_in_memory and out is None:
