@@ -183,8 +183,6 @@ def _wchar() -> int:
 
 def _measure_io(label, run, path) -> dict:
     """Time and bytes written by ``run(out)`` into a fresh ``path`` vs ``run(None)`` in memory."""
-    import shutil
-
     run(None)  # compile
     t0 = time.perf_counter()
     run(None)

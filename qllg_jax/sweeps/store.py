@@ -473,8 +473,6 @@ class SweepStore:
     @classmethod
     def _create(cls, path, params, leaves, fingerprint, per_point, config_json, n_points, chunk_size, ts,
                 replaced_fd=None) -> SweepStore:
-        import h5py
-
         n_chunks = -(-n_points // chunk_size)
         data_bytes = n_points * sum(leaf.row_bytes for leaf in leaves)
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
