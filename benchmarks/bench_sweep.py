@@ -19,6 +19,17 @@ by ~1e-4); everywhere else the integrators agree with the closed form to ~1e-7.
     python benchmarks/bench_sweep.py [--repeats 3] [--baseline-points 32] [--only NAME ...] [--json FILE]
 
 The machine may be shared: the baseline is timed before and after the qllg_jax rows and both ratios printed.
+
+``sweep_solve batching=...`` rows compare one batched ``solve`` per chunk (``batching="solve"``) with one
+vmapped solve per point (``batching="vmap"``) on the dense integrator.
+
+``--io`` measures the on-disk store instead (issue 15): bytes written (``wchar`` of /proc/self/io, every byte
+passed to write/pwrite) vs the final file size and the time with ``out=`` vs in memory, for the 1024-point
+dimer sweep (201 saves) and for ``--io-points`` (default 1e5) points of the closed form with 21 saves and no
+states; and, for the same data, the alternative HDF5 layout "chunked datasets + fletcher32, written with
+h5py, flush, then the chunk's flag" (bytes written and time per chunk).
+
+    python benchmarks/bench_sweep.py --io [--io-points 100000]
 """
 
 from __future__ import annotations
@@ -87,6 +98,18 @@ CONFIGS = {
 }
 
 
+def solve_rows():
+    """sweep_solve over the same points with the dense integrator: batched solve per chunk vs vmap per point."""
+    options = {"method": "dense", "rtol": RTOL, "atol": ATOL}
+    return {
+        f"sweep_solve dense batching={batching} chunk=128": (
+            lambda batching=batching: q.sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, observables=OBSERVABLES,
+                                                    solve_options=options, batching=batching, chunk_size=128,
+                                                    progress=False))
+        for batching in ("solve", "vmap")
+    }
+
+
 def baseline_observables(states):
     return two_qubit_observables_numpy(states)
 
@@ -120,16 +143,19 @@ def main(repeats: int, n_base: int, only) -> list[dict]:
     print(f"baseline numpy/scipy DOP853 loop: {1e3 * per_point:.1f} ms/point on {len(subset)} points, "
           f"scaled to {n}: {base_total:.1f} s   (max bloch err vs closed form {base_err:.1e})")
     rows = []
-    for label, (run_point, chunk) in CONFIGS.items():
+    runs = {label: (lambda run_point=run_point, chunk=chunk: q.sweep(run_point, PARAMS, chunk_size=chunk, progress=False))
+            for label, (run_point, chunk) in CONFIGS.items()}
+    runs.update(solve_rows())
+    for label, run in runs.items():
         if only and not any(o in label for o in only):
             continue
         t0 = time.perf_counter()
-        result = q.sweep(run_point, PARAMS, chunk_size=chunk, progress=False)  # compiles
+        result = run()  # compiles
         first = time.perf_counter() - t0
         times = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            result = q.sweep(run_point, PARAMS, chunk_size=chunk, progress=False)
+            result = run()
             times.append(time.perf_counter() - t0)
         t = float(np.median(times))
         err = float(np.max(np.abs(result.outputs["observables"]["bloch"] - ref["bloch"])))
@@ -150,14 +176,94 @@ def main(repeats: int, n_base: int, only) -> list[dict]:
                 baseline_total_s=base_total, machine=f"{platform.machine()}, {os.cpu_count()} cpus", rows=rows)
 
 
+def _wchar() -> int:
+    with open("/proc/self/io") as handle:
+        return int(next(line for line in handle if line.startswith("wchar")).split()[1])
+
+
+def _measure_io(label, run, path) -> dict:
+    """Time and bytes written by ``run(out)`` into a fresh ``path`` vs ``run(None)`` in memory."""
+    run(None)  # compile
+    t0 = time.perf_counter()
+    run(None)
+    memory_s = time.perf_counter() - t0
+    if os.path.exists(path):
+        os.remove(path)
+    before, t0 = _wchar(), time.perf_counter()
+    result = run(path)
+    file_s, written = time.perf_counter() - t0, _wchar() - before
+    size = os.path.getsize(path)
+    n_chunks = -(-result.n_points // result.metadata["chunk_size"])
+    row = dict(case=label, points=result.n_points, chunks=n_chunks, file_bytes=size, written_bytes=written,
+               written_over_size=written / size, seconds_out=file_s, seconds_memory=memory_s,
+               ms_per_chunk_extra=1e3 * (file_s - memory_s) / n_chunks)
+    print(f"  {label}: {result.n_points} points, {n_chunks} chunks: file {size / 2**20:.1f} MiB, written "
+          f"{written / 2**20:.1f} MiB ({written / size:.2f}x), {file_s:.2f} s with out= vs {memory_s:.2f} s in memory "
+          f"({row['ms_per_chunk_extra']:.2f} ms/chunk extra)")
+    return row
+
+
+def _h5py_chunked_variant(path, result) -> dict:
+    """The alternative layout on the same data: chunked datasets with fletcher32, h5py writes, flush, flag."""
+    import h5py
+    import jax as _jax
+
+    leaves = _jax.tree_util.tree_leaves({"o": result.outputs, "s": result.success, "f": result.failure,
+                                         "d": result.diagnostics})
+    chunk, n = result.metadata["chunk_size"], result.n_points
+    if os.path.exists(path):
+        os.remove(path)
+    before, t0 = _wchar(), time.perf_counter()
+    with h5py.File(path, "w", libver=("v108", "v108")) as f:
+        sets = [f.create_dataset(f"l{i}", shape=leaf.shape, dtype=leaf.dtype, chunks=(chunk,) + leaf.shape[1:],
+                                 fletcher32=True) for i, leaf in enumerate(leaves)]
+        done = f.create_dataset("done", shape=(-(-n // chunk),), dtype=np.uint8)
+        for k in range(-(-n // chunk)):
+            for dset, leaf in zip(sets, leaves):
+                dset[k * chunk : (k + 1) * chunk] = leaf[k * chunk : (k + 1) * chunk]
+            f.flush()
+            done[k] = 1
+            f.flush()
+    seconds, written = time.perf_counter() - t0, _wchar() - before
+    size = os.path.getsize(path)
+    print(f"  same data, h5py chunked + fletcher32 + flush + flag: file {size / 2**20:.1f} MiB, written "
+          f"{written / 2**20:.1f} MiB ({written / size:.2f}x), {seconds:.2f} s (write only)")
+    os.remove(path)
+    return dict(case="h5py chunked fletcher32 flag-after-flush", file_bytes=size, written_bytes=written,
+                written_over_size=written / size, seconds_write=seconds)
+
+
+def io_main(n_points: int) -> dict:
+    import tempfile
+
+    workdir = tempfile.mkdtemp(prefix="bench_sweep_io_")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; store measurements in {workdir}")
+    rows = []
+    dimer = lambda out: q.sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, observables=OBSERVABLES,  # noqa: E731
+                                      solve_options={"rtol": RTOL, "atol": ATOL}, progress=False, out=out)
+    rows.append(_measure_io("dimer 1024 points, 201 saves (two_level auto)", dimer, os.path.join(workdir, "d.h5")))
+    many = q.grid(J=np.linspace(-1.5, 1.5, int(np.ceil(np.sqrt(n_points)))),
+                  D=np.linspace(0.0, 1.2, int(np.ceil(n_points / np.ceil(np.sqrt(n_points))))))
+    many = {k: v[:n_points] for k, v in many.items()}
+    ts_short = jnp.linspace(0.0, T1, 21)
+    big = lambda out: q.sweep_solve(hamiltonian, RHO0, ts_short, KAPPA, many, observables=OBSERVABLES,  # noqa: E731
+                                    progress=False, out=out, keep_in_memory=out is None)
+    path = os.path.join(workdir, "big.h5")
+    rows.append(_measure_io(f"{n_points} points, 21 saves, no states", big, path))
+    rows.append(_h5py_chunked_variant(os.path.join(workdir, "variant.h5"), q.load_sweep(path)))
+    return dict(machine=f"{platform.machine()}, {os.cpu_count()} cpus", io=rows)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--baseline-points", type=int, default=32)
     parser.add_argument("--only", nargs="*", help="run only configs whose label contains one of these strings")
     parser.add_argument("--json", help="also write the numbers to this JSON file")
+    parser.add_argument("--io", action="store_true", help="measure the on-disk store (bytes written, time) instead")
+    parser.add_argument("--io-points", type=int, default=100_000)
     args = parser.parse_args()
-    report = main(args.repeats, args.baseline_points, args.only)
+    report = io_main(args.io_points) if args.io else main(args.repeats, args.baseline_points, args.only)
     if args.json:
         import json
 

@@ -6,12 +6,15 @@ import subprocess
 import sys
 import textwrap
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import qllg_jax as q
-from qllg_jax.sweep import WORK_FACTOR, check_params, choose_chunk_size, estimate_point_bytes, grid, sweep, sweep_solve
+from qllg_jax.sweeps import grid, load_sweep, sweep, sweep_solve
+from qllg_jax.sweeps.engine import WORK_FACTOR, choose_chunk_size, estimate_point_bytes
+from qllg_jax.sweeps.params import check_params
 
 KAPPA = 0.4
 TS = jnp.linspace(0.0, 1.0, 6)
@@ -25,6 +28,12 @@ SOLVE_OPTIONS = dict(method="dense", max_steps=MAX_STEPS, rtol=1e-8, atol=1e-10)
 
 def hamiltonian(J, D):
     return q.dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=J, D=(0.0, 0.0, D))
+
+
+@jax.jit
+def single_solve(H, rho0, kappa):
+    """One plain solve (the independent reference), jitted once for every point of the tests."""
+    return q.solve(H, rho0, TS, kappa, observables=OBSERVABLES, invariant_tol=None, **SOLVE_OPTIONS)
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +50,7 @@ def test_sweep_equals_loop_of_solve(swept):
     assert result.outputs["observables"]["bloch"].shape == (5, 6, 2, 3)
     assert result.outputs["observables"]["bell"].shape == (5, 6)
     for i in range(4):
-        ref = q.solve(hamiltonian(PARAMS["J"][i], PARAMS["D"][i]), RHO0, TS, KAPPA, observables=OBSERVABLES, **SOLVE_OPTIONS)
+        ref = single_solve(hamiltonian(PARAMS["J"][i], PARAMS["D"][i]), RHO0, KAPPA)
         for name in OBSERVABLES:
             np.testing.assert_allclose(result.outputs["observables"][name][i], ref.observables[name], atol=1e-10, rtol=0)
         assert result.outputs["stats"]["num_steps"][i] == int(ref.stats["num_steps"])
@@ -89,14 +98,13 @@ def test_generic_run_point_and_grid():
 def test_chunk_size_from_memory_budget():
     run = lambda x: {"big": jnp.zeros(1000) + x}  # noqa: E731  8 kB out per point
     p = {"x": np.arange(100.0)}
-    assert choose_chunk_size(run, p, 100, 1, memory_budget=10**9) == 100
-    per_point = estimate_point_bytes(run, p)  # WORK_FACTOR × (8 kB out + flags + 8 B in)
+    per_point = estimate_point_bytes(run, p)  # WORK_FACTOR × (8 kB out + success/failure flags + 8 B in)
     assert WORK_FACTOR * 8008 <= per_point <= WORK_FACTOR * 8100
-    assert choose_chunk_size(run, p, 100, 1, memory_budget=10 * per_point + 1) == 10
-    assert choose_chunk_size(run, p, 100, 4, memory_budget=1) == 4  # at least one point per device
-    many = {"x": np.arange(5000.0)}
-    assert choose_chunk_size(run, many, 5000, 1, memory_budget=10**12) == 1024  # MAX_CHUNK_SIZE per device
-    assert choose_chunk_size(run, many, 5000, 4, memory_budget=10**12, max_chunk=128) == 512  # CPU cap × devices
+    assert choose_chunk_size(per_point, 100, 1, memory_budget=10**9) == 100
+    assert choose_chunk_size(per_point, 100, 1, memory_budget=10 * per_point + 1) == 10
+    assert choose_chunk_size(per_point, 100, 4, memory_budget=1) == 4  # at least one point per device
+    assert choose_chunk_size(per_point, 5000, 1, memory_budget=10**12) == 1024  # MAX_CHUNK_SIZE per device
+    assert choose_chunk_size(per_point, 5000, 4, memory_budget=10**12, max_chunk=128) == 512  # CPU cap × devices
 
 
 @pytest.mark.parametrize(
@@ -106,7 +114,8 @@ def test_chunk_size_from_memory_budget():
         ({"J": np.zeros(3), "D": np.zeros(4)}, "same number of points"),
         ({"J": 1.0}, "leading point axis"),
         ({"J": np.array([1.0, np.nan])}, "NaN"),
-        ({"a/b": np.zeros(2)}, "without '/'"),
+        ({"": np.zeros(2)}, "non-empty strings"),
+        ({"J": np.array(["a", "b"])}, "numeric"),
     ],
 )
 def test_bad_params(params, match):
@@ -157,3 +166,140 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, swept):
     bloch = np.asarray(report["bloch"])
     assert bloch.shape == (5, 6, 2, 3)
     np.testing.assert_allclose(bloch[:4], single.outputs["observables"]["bloch"][:4], atol=1e-12, rtol=0)
+
+
+def test_batched_solve_and_vmap_equal_a_loop_of_solve(swept):
+    """batching="solve" (one batched solve per chunk, the fixture) and batching="vmap" (one solve per point) both
+    equal single solve calls to the solver tolerance, and record the same failing point."""
+    vmapped = sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, observables=OBSERVABLES, chunk_size=5,
+                          progress=False, solve_options=SOLVE_OPTIONS, batching="vmap")
+    assert vmapped.success.tolist() == swept[5].success.tolist() == [True] * 4 + [False]
+    for name in OBSERVABLES:
+        np.testing.assert_allclose(vmapped.outputs["observables"][name][:4], swept[5].outputs["observables"][name][:4],
+                                   atol=1e-10, rtol=0)
+    with pytest.raises(ValueError, match="batching='solve' needs"):  # two_level has no batch support (yet)
+        sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, progress=False, batching="solve")
+
+
+def test_point_dependent_rho0_and_kappa_equal_single_solves():
+    """ϱ0(p) and κ(k) vary per point (vmapped inside the chunk); each point equals its own solve."""
+    params = grid(p=[0.6, 0.9], k=[0.0, 0.3])
+    rho0 = lambda p: q.werner_state("psi+", p)  # noqa: E731
+    result = sweep_solve(hamiltonian(1.0, 0.2), rho0, TS, lambda k: 2 * k, params, observables=OBSERVABLES,
+                         progress=False, solve_options=SOLVE_OPTIONS)
+    assert result.success.all()
+    for i in range(4):
+        ref = single_solve(hamiltonian(1.0, 0.2), rho0(params["p"][i]), 2 * params["k"][i])
+        np.testing.assert_allclose(result.outputs["observables"]["bell"][i], ref.observables["bell"], atol=1e-10, rtol=0)
+
+
+def _non_hermitian_above_one(J):
+    return q.dimer_hamiltonian(J=1.0) + jnp.where(J > 1.0, 0.5, 0.0) * jnp.triu(jnp.ones((4, 4)), 1)
+
+
+BAD_INPUTS = {
+    "chunk_size str": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, chunk_size="abc", progress=False), "chunk_size"),
+    "chunk_size float": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, chunk_size=1.5, progress=False), "chunk_size"),
+    "chunk_size bool": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, chunk_size=True, progress=False), "chunk_size"),
+    "param not in run_point": (lambda out: sweep(lambda J: J, {"J": np.zeros(2), "K": np.zeros(2)}, progress=False),
+                               r"\['K'\] are not parameters of run_point"),
+    "run_point needs a missing param": (lambda out: sweep(lambda J, B: J, {"J": np.zeros(2)}, progress=False),
+                                        r"needs \['B'\]"),
+    "run_point returns str": (lambda out: sweep(lambda x: "text", {"x": np.zeros(2)}, progress=False),
+                              "run_point must return arrays"),
+    "out in missing directory": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, progress=False,
+                                                   out=out / "missing" / "s.h5"), "does not exist"),
+    "keep_in_memory without out": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, keep_in_memory=False),
+                                   "needs out="),
+    "solve_options unknown key": (lambda out: sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS,
+                                                          solve_options={"rtoll": 1e-6}),
+                                  "unknown key 'rtoll' \\(did you mean 'rtol'\\?\\)"),
+    "solve_options reserved": (lambda out: sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, solve_options={"throw": True}),
+                               "throw"),
+    "batching": (lambda out: sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, batching="loop"), "batching"),
+    "memory_budget": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, memory_budget=0), "memory_budget"),
+    "process_index": (lambda out: sweep(lambda x: x, {"x": np.zeros(2)}, process_index=2, process_count=2),
+                      "process_index"),
+    "H(J) non-Hermitian at one point": (
+        lambda out: sweep_solve(_non_hermitian_above_one, RHO0, TS, KAPPA, {"J": np.array([0.5, 2.0])}, progress=False),
+        r"H\(point\) is not Hermitian.* at point 1 \(J=2.0\)"),
+    "kappa(k) negative at one point": (
+        lambda out: sweep_solve(hamiltonian(1.0, 0.0), RHO0, TS, lambda k: k - 0.5, {"k": np.array([1.0, 0.2])},
+                                progress=False), r"kappa\(point\) must be >= 0.* at point 1 \(k=0.2\)"),
+    "rho0(p) unnormalised at one point": (
+        lambda out: sweep_solve(hamiltonian(1.0, 0.0), lambda p: p * RHO0, TS, KAPPA, {"p": np.array([1.0, 2.0])},
+                                progress=False), r"rho0\(point\) must have unit trace.* at point 1 \(p=2.0\)"),
+    "load_sweep text file": (lambda out: (out.joinpath("notes.txt").write_text("x"), load_sweep(out / "notes.txt")),
+                             "not an HDF5 file"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_sweep_inputs_are_clear_errors_before_compute(case, tmp_path):
+    make, match = BAD_INPUTS[case]
+    with pytest.raises(ValueError, match=match):
+        make(tmp_path)
+
+
+def test_result_larger_than_memory_limit_needs_out_and_streams(tmp_path):
+    """An in-memory result above the limit is refused before compute, suggesting out=; with out= and
+    keep_in_memory=False it streams to the file and reads back in parts."""
+    run = lambda x: {"big": jnp.zeros(1000) + x}  # noqa: E731  8 kB per point, 300 points = 2.4 MB
+    params = {"x": np.arange(300.0)}
+    previous = q._guards.set_memory_limit("1M")
+    try:
+        with pytest.raises(q._guards.SizeError, match="out="):
+            sweep(run, params, chunk_size=8, progress=False)
+        with pytest.raises(q._guards.SizeError, match="chunk_size"):  # 8 × 64 × 8 kB per chunk
+            sweep(run, params, chunk_size=64, progress=False, out=tmp_path / "s.h5", keep_in_memory=False)
+        streamed = sweep(run, params, chunk_size=8, progress=False, out=tmp_path / "s.h5", keep_in_memory=False)
+    finally:
+        q._guards.set_memory_limit(previous)
+    assert streamed.outputs is None and streamed.success.all() and streamed.metadata["complete"]
+    part = load_sweep(tmp_path / "s.h5", points=slice(10, 30, 7))
+    np.testing.assert_array_equal(part.outputs["big"], np.arange(10.0, 30.0, 7)[:, None] + np.zeros(1000))
+    np.testing.assert_array_equal(part.params["x"], [10.0, 17.0, 24.0])
+
+
+def test_sweeps_package_has_no_import_cycles():
+    """The modules of qllg_jax.sweeps import each other in one direction only (issue 15: sweep.py and
+    sweep_store.py imported each other), and never the old alias modules."""
+    import ast
+    import pathlib
+
+    import graphlib
+
+    package = pathlib.Path(q.__file__).parent / "sweeps"
+    graph = {}
+    for path in package.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        imported = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                imported |= {node.module} if node.module else {alias.name for alias in node.names}
+            if isinstance(node, ast.ImportFrom) and node.level == 2:
+                assert node.module not in ("sweep", "sweep_store"), f"{path.name} imports the old module {node.module}"
+        graph[path.stem] = imported - {path.stem}
+    order = list(graphlib.TopologicalSorter({k: v for k, v in graph.items() if k != "__init__"}).static_order())
+    assert order.index("store") < order.index("engine") < order.index("solve")
+
+
+def test_repeated_sweep_solve_does_not_recompile():
+    """The same H function, ϱ0, κ and options again (e.g. a resumed or repeated sweep): no new compilation."""
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(event)
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        params = {k: v[:4] for k, v in PARAMS.items()}
+        first = sweep_solve(hamiltonian, RHO0, TS, KAPPA, params, observables=OBSERVABLES, progress=False, chunk_size=2)
+        assert compiles, "the first sweep compiles"
+        compiles.clear()
+        again = sweep_solve(hamiltonian, RHO0, TS, KAPPA, params, observables=OBSERVABLES, progress=False, chunk_size=2)
+        assert compiles == []
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    np.testing.assert_array_equal(again.outputs["observables"]["bell"], first.outputs["observables"]["bell"])
