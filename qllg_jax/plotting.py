@@ -125,15 +125,82 @@ def save_figure(data: FigureData, path, dpi: int = 120) -> None:
     plt.close(fig)
 
 
-def plot_timeseries(ts, columns: dict, path, title: str = "", xlabel: str = TIME_LABEL) -> None:
-    """Generic plot of named (T,) columns (one panel) for ``qllg run``; writes a PNG."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, values in columns.items():
-        ax.plot(ts, np.asarray(values), label=name)
-    ax.set_xlabel(xlabel)
-    if len(columns) <= 12:
-        ax.legend(fontsize=7, ncol=2)
-    ax.set_title(title, fontsize=10)
+OBSERVABLE_LABELS = {
+    "bloch": r"$\langle \mathbf{S}_k\rangle / s_k$",
+    "spin": r"$\langle \mathbf{S}_k\rangle$",
+    "correlation": r"$T_{ab}$",
+    "bell_nonlocality": r"Bell non-locality $B(\varrho)$",
+    "concurrence": r"concurrence $C(\varrho)$",
+    "energy": r"energy $\mathrm{Tr}\,\varrho H$",
+    "purity": r"purity $\mathrm{Tr}\,\varrho^2$",
+    "entropy": r"entropy $S(\varrho)$ (nats)",
+    "passive_energy": "passive energy",
+}
+ENERGY_OBSERVABLES = ("energy", "passive_energy")
+LINESTYLES = ("-", "--", ":", "-.")
+
+
+def _vector_panel(ax, ts, value):
+    """(T, N, 3) site vectors: colour = component for N ≤ 4 sites (line style = site); else colour = site."""
+    n = value.shape[1]
+    if n <= len(LINESTYLES):
+        for k in range(n):
+            for a, axis in enumerate(AXES):
+                ax.plot(ts, value[:, k, a], color=COLORS[axis], ls=LINESTYLES[k], label=f"{axis}, site {k}")
+        return
+    cmap = plt.get_cmap("viridis")
+    for k in range(n):
+        for a in range(3):
+            ax.plot(ts, value[:, k, a], color=cmap(k / (n - 1)), ls=LINESTYLES[a], lw=1.0)
+    for a, axis in enumerate(AXES):
+        ax.plot([], [], color="0.3", ls=LINESTYLES[a], label=axis)
+    ax.plot([], [], color=cmap(0.0), label="site 0")
+    ax.plot([], [], color=cmap(1.0), label=f"site {n - 1}")
+
+
+def plot_observables(ts, values: dict, path, *, units=None, title: str = "") -> None:
+    """One panel per observable of a ``qllg run`` (legends, y-labels, units); writes a PNG.
+
+    Args:
+        ts: save times (T,) in ħ/E0.
+        values: dict name → array (T, ...) in config order (bloch/spin (T, N, 3), correlation (T, 3, 3), scalars (T,)).
+        units: the config's :class:`~qllg_jax.units.Units` for a physical-unit config: times are drawn in ps and
+            energies in meV; None: ħ/E0 and E0.
+    """
+    ts = np.asarray(ts)
+    if units is not None:
+        ts, time_label, energy_unit, energy_scale = np.asarray(units.time_to_ps(ts)), "$t$ (ps)", "meV", units.energy_meV
+    else:
+        time_label, energy_unit, energy_scale = r"$t$ ($\hbar/E_0$)", "$E_0$", 1.0
+    fig, axes = plt.subplots(len(values), 1, figsize=(8, 1.2 + 2.1 * len(values)), sharex=True, squeeze=False)
+    for ax, (name, value) in zip(axes[:, 0], values.items()):
+        value = np.asarray(value)
+        label = OBSERVABLE_LABELS.get(name, name)
+        if name in ENERGY_OBSERVABLES:
+            value, label = value * energy_scale, f"{label} ({energy_unit})"
+        if value.ndim == 3 and name == "correlation":
+            for a, row in enumerate(AXES):
+                for b, col in enumerate(AXES):
+                    ax.plot(ts, value[:, a, b], color=COLORS[col], ls=LINESTYLES[a], label=f"$T_{{{row}{col}}}$")
+        elif value.ndim == 3 and value.shape[-1] == 3:
+            _vector_panel(ax, ts, value)
+        elif value.ndim == 1:
+            ax.plot(ts, value, color="k")
+            center, spread = float(np.mean(value)), float(np.ptp(value))
+            if spread <= 1e-9 * max(1.0, abs(center)):  # constant (e.g. a conserved purity): no 1e-12 offset axis
+                ax.set_ylim(center - 0.1 * max(abs(center), 1e-3), center + 0.1 * max(abs(center), 1e-3))
+        else:
+            flat = value.reshape(len(ts), -1)
+            for k in range(flat.shape[1]):
+                ax.plot(ts, flat[:, k], ls=LINESTYLES[k % 4], label=f"{name}_{k}")
+        ax.set_ylabel(label, fontsize=9)
+        ax.ticklabel_format(axis="y", useOffset=False)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7, ncol=1 + (len(ax.get_legend_handles_labels()[0]) > 6), loc="center left",
+                      bbox_to_anchor=(1.01, 0.5), frameon=False)
+        ax.grid(alpha=0.3)
+    axes[-1, 0].set_xlabel(time_label)
+    axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
