@@ -14,6 +14,20 @@ from .paper import AXES, FIG1_CASES, FIG3_D, FigureData
 
 TIME_LABEL = r"$t$ ($\hbar/E_0$, $\approx$11.4 ps)"
 COLORS = {"x": "tab:blue", "y": "tab:orange", "z": "tab:green"}
+LINESTYLES = ("-", "--", "-.", ":")
+MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">")
+
+
+def curve_styles(n: int, n_points: int, colors=None, markers_per_curve: int = 8) -> list[dict]:
+    """Keyword arguments of ``ax.plot`` for ``n`` curves that stay distinguishable without colour: a line style and
+    a marker each, markers staggered in time (a curve hidden under others still shows its markers)."""
+    step = max(1, n_points // markers_per_curve)
+    colors = colors if colors is not None else [f"C{k % 10}" for k in range(n)]
+    return [
+        dict(color=colors[k], ls=LINESTYLES[k % len(LINESTYLES)], marker=MARKERS[k % len(MARKERS)], ms=4.5,
+             markevery=(int(k * step / max(n, 1)), step), mfc="white" if k % 2 else None)
+        for k in range(n)
+    ]
 
 
 def _fig1(data: FigureData):
@@ -53,8 +67,8 @@ def _fig2(data: FigureData):
 
 def _fig3(data: FigureData):
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for D in FIG3_D:
-        ax.plot(data.ts, data.columns[f"B_D{D:g}"], label=f"$D/|J|={D:g}$")
+    for D, style in zip(FIG3_D, curve_styles(len(FIG3_D), len(data.ts))):
+        ax.plot(data.ts, data.columns[f"B_D{D:g}"], label=f"$D/|J|={D:g}$", **style)
     ax.set_xlabel(TIME_LABEL)
     ax.set_ylabel(r"Bell non-locality $B(\varrho)$")
     ax.set_ylim(-0.02, 1.05)
@@ -68,13 +82,14 @@ def _fig4(data: FigureData):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     labels = {"phi+": r"$\Phi_+$", "phi-": r"$\Phi_-$", "psi+": r"$\Psi_+$", "psi-": r"$\Psi_-$"}
     for ax, (panel, title) in zip(axes, (("a", "FM $J=-1$"), ("b", "AFM $J=1$"))):
-        for name, label in labels.items():
-            ax.plot(data.ts, data.columns[f"{panel}_B_{name}"], label=f"Werner on {label}")
+        for (name, label), style in zip(labels.items(), curve_styles(len(labels), len(data.ts))):
+            ax.plot(data.ts, data.columns[f"{panel}_B_{name}"], label=f"Werner on {label}", **style)
         ax.set_title(f"({panel}) {title}", fontsize=10)
         ax.set_xlabel(TIME_LABEL)
-        ax.set_ylim(-0.02, 1.0)
+        ax.set_ylim(-0.03, 1.0)
     axes[0].set_ylabel(r"$B(\varrho)$")
-    axes[1].legend(fontsize=8)
+    for ax in axes:
+        ax.legend(fontsize=8)
     fig.suptitle(r"Fig. 4: Werner states $p=0.9$, $\mathbf{B}=(1,1,1)/\sqrt{3}$, $D/|J|=0.4$ along $z$, $\kappa=0.5$", y=1.02)
     return fig
 
@@ -82,14 +97,16 @@ def _fig4(data: FigureData):
 def _spin_s(data: FigureData, title: str):
     spins = data.params["spins"]
     cmap = plt.get_cmap("viridis")
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2))
-    for k, s in enumerate(spins):
-        color = cmap(k / max(1, len(spins) - 1))
+    colors = [cmap(0.92 * k / max(1, len(spins) - 1)) for k in range(len(spins))]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.4))
+    for s, style in zip(spins, curve_styles(len(spins), len(data.ts), colors)):
         label = f"$s={s:g}$" if s != 0.5 else "$s=1/2$"
-        axes[0].plot(data.ts, data.columns[f"s{s:g}_Snorm"], color=color, label=label)
-        axes[1].plot(data.ts, data.columns[f"s{s:g}_Sy"], color=color, label=label)
-    axes[0].axhline(1.0, color="k", ls="--", lw=1.2, label="classical $|\\mathbf{m}_1|$")
-    axes[1].plot(data.ts, data.columns["m_y"], color="k", ls="--", lw=1.5, label=r"classical $m_{1y}$ ($\alpha=0.5$)")
+        axes[0].plot(data.ts, data.columns[f"s{s:g}_Snorm"], label=label, lw=1.3, **style)
+        axes[1].plot(data.ts, data.columns[f"s{s:g}_Sy"], label=label, lw=1.3, **style)
+    axes[0].axhline(1.0, color="k", ls="--", lw=1.2, label=r"classical $|\mathbf{m}_1| = 1$")
+    axes[0].annotate(r"classical LLG: $|\mathbf{m}_1| = 1$", (data.ts[-1], 1.0), xytext=(0, 4),
+                     textcoords="offset points", ha="right", va="bottom", fontsize=8)
+    axes[1].plot(data.ts, data.columns["m_y"], color="k", ls="--", lw=1.8, label=r"classical $m_{1y}$ ($\alpha=0.5$)")
     axes[0].set_ylabel(r"$|\langle\mathbf{S}_1\rangle|/s$")
     axes[1].set_ylabel(r"$\langle S_{1y}\rangle/s$")
     axes[0].set_title("(a)", fontsize=10)
@@ -97,6 +114,7 @@ def _spin_s(data: FigureData, title: str):
     for ax in axes:
         ax.set_xlabel(TIME_LABEL)
     axes[1].legend(fontsize=7, ncol=2)
+    axes[0].legend(fontsize=7, ncol=2, loc="lower right")
     fig.suptitle(title, y=1.02)
     return fig
 
@@ -137,7 +155,6 @@ OBSERVABLE_LABELS = {
     "passive_energy": "passive energy",
 }
 ENERGY_OBSERVABLES = ("energy", "passive_energy")
-LINESTYLES = ("-", "--", ":", "-.")
 
 
 def _vector_panel(ax, ts, value):
@@ -158,8 +175,8 @@ def _vector_panel(ax, ts, value):
     ax.plot([], [], color=cmap(1.0), label=f"site {n - 1}")
 
 
-def plot_observables(ts, values: dict, path, *, units=None, title: str = "") -> None:
-    """One panel per observable of a ``qllg run`` (legends, y-labels, units); writes a PNG.
+def observables_figure(ts, values: dict, *, units=None, title: str = ""):
+    """One panel per observable of a ``qllg run`` (legends, y-labels, units); returns the Figure.
 
     Args:
         ts: save times (T,) in ħ/E0.
@@ -202,5 +219,11 @@ def plot_observables(ts, values: dict, path, *, units=None, title: str = "") -> 
     axes[-1, 0].set_xlabel(time_label)
     axes[0, 0].set_title(title, fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def plot_observables(ts, values: dict, path, *, units=None, title: str = "") -> None:
+    """:func:`observables_figure` written to a PNG at ``path``."""
+    fig = observables_figure(ts, values, units=units, title=title)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -54,7 +55,14 @@ def _one_line(error: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run ``qllg ARGS``; returns the exit status (argparse usage errors exit 2 by themselves)."""
+    """Run ``qllg ARGS``; returns the exit status (argparse usage errors exit 2 by themselves).
+
+    As the program (``argv`` None: the ``qllg`` script, ``python -m qllg_jax.cli``) an interrupted run ends the
+    process at once with status 130, without the interpreter's teardown: XLA may still be running a chunk in its
+    own threads, and tearing Python down under it can crash the process (what a SIGKILL leaves is consistent:
+    the sweep file commits chunk by chunk).
+    """
+    as_program = argv is None
     args = build_parser().parse_args(argv)
     try:
         if getattr(args, "compiles", True):
@@ -66,6 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
         note = getattr(args, "interrupt_note", None)
         print(f"qllg {args.command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
+        if as_program:
+            sys.stdout.flush()
+            os._exit(EXIT_INTERRUPTED)
         return EXIT_INTERRUPTED
     except ValueError as error:  # ConfigError, SizeError, UserError and the library's argument checks
         print(f"qllg {args.command}: error: {_one_line(error)}", file=sys.stderr, flush=True)

@@ -41,7 +41,7 @@ def check_config(args) -> int:
         from ..config.sweep import build_sweep
 
         problem = build_sweep(table)
-        status(f"qllg config: {args.config} is a valid sweep config ({problem.n_points} points, D = {problem.system.model.dim})")
+        status(f"qllg config: {args.config} is a valid sweep config ({problem.n_points} points, D = {problem.model.dim})")
     else:
         system = build_system(table)
         status(f"qllg config: {args.config} is a valid config (D = {system.model.dim}, {len(system.ts)} save times)")

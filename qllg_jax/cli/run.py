@@ -35,8 +35,11 @@ Tables:
   [dynamics]       kappa, t_end (+ t_start, n_save) or times, equation, method, solver, rtol, atol, max_steps
   [output]         observables = bloch, spin, energy, purity, entropy, passive_energy, and for two spin-1/2
                    sites only: correlation, bell_nonlocality, concurrence
-  [units]          kind = "E0" (default: energies in E0, times in hbar/E0, hbar = 1) or "physical": fields in
-                   tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K, times in ps (E0 = mu_B * b0_tesla)
+  [units]          optional, see Units
+
+Units: by default energies and fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical",
+fields are in tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K and times in ps
+(E0 = mu_B * b0_tesla); the CSV adds a column t_ps and the plot uses ps and meV.
 
 Example:
   [system]

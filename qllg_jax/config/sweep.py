@@ -32,7 +32,17 @@ import numpy as np
 from .._guards import check_bytes
 from ..states import thermal_state
 from .schema import SCHEMA, ConfigError, Number, Numbers, key_spec, numeric_array, validate, validate_table
-from .system import build_model, build_initial_state, build_system, build_units, check_observables, thermal_beta, with_overrides
+from .system import (
+    build_initial_state,
+    build_model,
+    build_observables,
+    build_units,
+    check_dimension,
+    save_times,
+    solver_options,
+    thermal_beta,
+    with_overrides,
+)
 
 MAX_SWEEP_POINTS = 10**8
 """Most points one sweep config may describe (per axis and in total)."""
@@ -153,7 +163,7 @@ class SweepProblem:
         ts: save times (T,) in ħ/E0; observables: name → callable ϱ ↦ array (energy comes from
             ``Result.invariants["energy"]``); solve_options: the config's solver options; options: chunk_size,
             memory_budget (bytes) for the sweep; energy: whether the config asked for the energy.
-        system: the System of point 0 (units, the config of the first point).
+        model: the SpinModel of point 0; units: the config's Units (None: E0 units).
     """
 
     params: dict[str, np.ndarray]
@@ -165,7 +175,8 @@ class SweepProblem:
     solve_options: dict
     options: dict
     energy: bool
-    system: object
+    model: object
+    units: object
 
     @property
     def n_points(self) -> int:
@@ -298,20 +309,22 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         _check_values(key, values)
     first = {key: values[0] for key, values in params.items()}
     try:
-        system = build_system(point_table(base, first))
+        spec = validate(point_table(base, first))
+        units = build_units(spec)
+        model = build_model(spec, units)
+        check_dimension(model)
+        names = spec["output"]["observables"]
+        observables = build_observables([n for n in names if n != "energy"], model)
+        ts = save_times(spec, units)
     except ConfigError as error:
         raise ConfigError(f"sweep point 0 ({_format(first)}): {error}") from None
-    spec = validate(point_table(base, first))
-    units = system.units
-    names = spec["output"]["observables"]
-    check_observables(names, system.model.spins)
     if "passive_energy" in names:
         raise ConfigError(
             "output.observables: 'passive_energy' is not recorded by qllg sweep; under q-LLG and von Neumann dynamics "
             "ϱ's spectrum is conserved, so it is constant: passive_energy(rho0, H) of each point (qllg_jax.passive_energy)"
         )
 
-    H = system.model
+    H = model
     if groups["affine"]:
         H = _affine_model(base, units, groups["affine"], params)
         _check_affine(base, units, H, groups["affine"], params)
@@ -324,10 +337,13 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
             values = dict(state, **({split_key(beta_key)[0].split(".")[-1]: point[beta_key]} if beta_key else {}))
             return thermal_state(thermal_beta(values, units) * model.matrix(), 1.0)  # e^{−βH}/Z
     elif groups["state"]:
-        rho0 = _state_table(base, groups["state"], params, system.model, units, status)
+        rho0 = _state_table(base, groups["state"], params, model, units, status)
     else:
-        rho0 = system.rho0
-    kappa = system.kappa
+        try:
+            rho0 = build_initial_state(spec, model, units)
+        except ConfigError as error:
+            raise ConfigError(f"sweep point 0 ({_format(first)}): {error}") from None
+    kappa = spec["dynamics"]["kappa"]
     if groups["kappa"]:
         kappa_key = groups["kappa"][0]
 
@@ -339,7 +355,6 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         options["chunk_size"] = sweep["chunk_size"]
     options["memory_budget"] = int(sweep["memory_budget_mb"] * 2**20)
     return SweepProblem(
-        params=params, H=H, rho0=rho0, kappa=kappa, ts=system.ts,
-        observables={name: f for name, f in system.observables.items() if name != "energy"},
-        solve_options=system.solve_options(), options=options, energy="energy" in names, system=system,
+        params=params, H=H, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
+        options=options, energy="energy" in names, model=model, units=units,
     )

@@ -76,16 +76,13 @@ class System:
         """Save times in ps for a physical-units config, else None."""
         return None if self.units is None else np.asarray(self.units.time_to_ps(self.ts))
 
-    def solve_options(self) -> dict:
-        """The config's keyword arguments of :func:`qllg_jax.solve` (equation, method, solver, tolerances, max_steps)."""
-        return dict(equation=self.equation, rtol=self.rtol, atol=self.atol, solver=self.solver, method=self.method,
-                    max_steps=self.max_steps)
-
     def solve(self, **kwargs):
         """Run :func:`qllg_jax.solve` on this system; keyword arguments override the config's options."""
         from ..solve import solve
 
-        options = {**self.solve_options(), "observables": self.observables, **kwargs}
+        options = dict(equation=self.equation, rtol=self.rtol, atol=self.atol, solver=self.solver, method=self.method,
+                       max_steps=self.max_steps, observables=self.observables)
+        options.update(kwargs)
         return solve(self.model, self.rho0, self.ts, self.kappa, **options)
 
 
@@ -238,9 +235,8 @@ def check_observables(names, spins) -> None:
             )
 
 
-def build_observables(spec: Mapping, model: SpinModel) -> dict[str, Callable]:
-    """name → callable ϱ ↦ array for the validated ``[output] observables``, in config order."""
-    names = spec["output"]["observables"]
+def build_observables(names, model: SpinModel) -> dict[str, Callable]:
+    """name → callable ϱ ↦ array for the ``[output] observables`` ``names``, in config order."""
     check_observables(names, model.spins)
     spins = model.spins
     factories = {
@@ -257,6 +253,18 @@ def build_observables(spec: Mapping, model: SpinModel) -> dict[str, Callable]:
     return {name: factories[name]() for name in names}
 
 
+def solver_options(spec: Mapping) -> dict:
+    """The :func:`~qllg_jax.solve` options of a validated ``[dynamics]``: equation, method, solver, rtol, atol,
+    max_steps."""
+    dynamics = spec["dynamics"]
+    return {key: dynamics.get(key) for key in ("equation", "method", "solver", "rtol", "atol", "max_steps")}
+
+
+def check_dimension(model: SpinModel) -> None:
+    if model.dim > MAX_RUN_DIM:
+        raise ConfigError(f"system: Hilbert-space dimension {model.dim} is too large for a config run (max {MAX_RUN_DIM})")
+
+
 def build_system(table: Mapping) -> System:
     """Validate a parsed config (dict of tables) and build the :class:`System` it describes.
 
@@ -266,23 +274,15 @@ def build_system(table: Mapping) -> System:
     spec = validate(table)
     units = build_units(spec)
     model = build_model(spec, units)
-    if model.dim > MAX_RUN_DIM:
-        raise ConfigError(f"system: Hilbert-space dimension {model.dim} is too large for a config run (max {MAX_RUN_DIM})")
+    check_dimension(model)
     check_observables(spec["output"]["observables"], model.spins)
-    ts = save_times(spec, units)
-    dynamics = spec["dynamics"]
     return System(
         model=model,
         rho0=build_initial_state(spec, model, units),
-        ts=ts,
-        kappa=dynamics["kappa"],
-        observables=build_observables(spec, model),
-        equation=dynamics["equation"],
-        rtol=dynamics["rtol"],
-        atol=dynamics["atol"],
-        solver=dynamics.get("solver"),
-        method=dynamics["method"],
-        max_steps=dynamics["max_steps"],
+        ts=save_times(spec, units),
+        kappa=spec["dynamics"]["kappa"],
+        observables=build_observables(spec["output"]["observables"], model),
         units=units,
         table=copy.deepcopy(dict(table)),
+        **solver_options(spec),
     )
