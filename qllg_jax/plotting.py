@@ -32,10 +32,13 @@ def curve_styles(n: int, n_points: int, colors=None, markers_per_curve: int = 8)
 
 def _fig1(data: FigureData):
     fig, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True, sharey=True)
+    step = max(1, len(data.ts) // 10)
     for ax, (panel, J, D) in zip(axes.flat, FIG1_CASES):
-        for a in AXES:
-            ax.plot(data.ts, data.columns[f"{panel}_r_{a}"], color=COLORS[a], label=rf"$r_{{1{a}}}$")
-            ax.plot(data.ts, data.columns[f"{panel}_m_{a}"], color=COLORS[a], ls="--", label=rf"$m_{{1{a}}}$")
+        for k, a in enumerate(AXES):  # colour and marker: component; solid, filled: quantum; dashed, open: classical
+            marker = dict(marker=MARKERS[k], ms=4.5, markevery=(k * step // 3, step))
+            ax.plot(data.ts, data.columns[f"{panel}_r_{a}"], color=COLORS[a], label=rf"$r_{{1{a}}}$", **marker)
+            ax.plot(data.ts, data.columns[f"{panel}_m_{a}"], color=COLORS[a], ls="--", label=rf"$m_{{1{a}}}$", mfc="white",
+                    **dict(marker, markevery=((k * step // 3 + step // 2), step)))
         kind = "FM" if J < 0 else "AFM"
         ax.set_title(f"({panel}) {kind}, $J={J:g}$, $D/|J|={D:g}$", fontsize=10)
         ax.axhline(0, color="0.8", lw=0.5)
@@ -52,13 +55,15 @@ def _fig1(data: FigureData):
 def _fig2(data: FigureData):
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     styles = {"x": "-", "y": "--", "z": ":"}
+    step = max(1, len(data.ts) // 8)
     for ax, (panel, D) in zip(axes, (("a", 0.0), ("b", 0.6))):
-        for a in AXES:
-            for b in AXES:
-                ax.plot(data.ts, data.columns[f"{panel}_T_{a}{b}"], color=COLORS[b], ls=styles[a], label=rf"$T_{{{a}{b}}}$")
+        for i, a in enumerate(AXES):  # line style: row k; colour and marker: column l
+            for j, b in enumerate(AXES):
+                ax.plot(data.ts, data.columns[f"{panel}_T_{a}{b}"], color=COLORS[b], ls=styles[a], label=rf"$T_{{{a}{b}}}$",
+                        marker=MARKERS[j], ms=4, mfc="white" if i else None, markevery=((3 * i + j) * step // 9, step))
         ax.set_title(f"({panel}) AFM $J=1$, $D/|J|={D:g}$", fontsize=10)
         ax.set_xlabel(TIME_LABEL)
-        ax.axhline(-1, color="0.8", lw=0.5)
+        ax.axhline(-1, color="0.6", lw=0.8, ls=(0, (1, 3)), zorder=0, label="$-1$ (singlet: $T=-\\mathbb{1}$)")
     axes[0].set_ylabel(r"$T_{kl}$")
     axes[1].legend(ncol=1, fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.suptitle(r"Fig. 2: correlation matrix $T_{kl}=\mathrm{Tr}(\varrho\,\sigma_k\otimes\sigma_l)$ from $|\uparrow\downarrow\rangle$, $\kappa=0.5$", y=1.02)
@@ -113,8 +118,10 @@ def _spin_s(data: FigureData, title: str):
     axes[1].set_title("(b)", fontsize=10)
     for ax in axes:
         ax.set_xlabel(TIME_LABEL)
-    axes[1].legend(fontsize=7, ncol=2)
-    axes[0].legend(fontsize=7, ncol=2, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    extra = axes[1].get_legend_handles_labels()
+    fig.legend(handles + extra[0][-1:], labels + extra[1][-1:], loc="upper center", bbox_to_anchor=(0.5, 0.0),
+               ncol=7, fontsize=8, frameon=False)
     fig.suptitle(title, y=1.02)
     return fig
 
