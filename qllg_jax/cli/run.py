@@ -111,6 +111,7 @@ def run(args) -> int:
     from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
 
+    status(f"qllg run: {args.config} -> {args.out}/")
     table = load_config(args.config)
     system = build_system(table)
     out = Path(args.out)
@@ -119,7 +120,7 @@ def run(args) -> int:
         status(f"qllg run: note: {args.config} has a [sweep] table; qllg run runs its base config (qllg sweep runs the sweep)")
     if replaced:
         status(f"qllg run: replacing the earlier qllg run output in {out}/")
-    status(f"qllg run: {_describe(system)}; solving (a first run compiles, later runs reuse the compilation cache)")
+    status(f"qllg run: {_describe(system)}; solving (a first run compiles; later runs reuse the compilation cache)")
     result = system.solve(progress=args.progress, save_states=False, throw=False)
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
