@@ -47,13 +47,13 @@ class Units(eqx.Module):
     energy_meV: float
 
     def __init__(self, energy_meV: float):
-        self.energy_meV = _positive_real(energy_meV, "energy_meV")
+        self.energy_meV = _positive_real(energy_meV, "energy_meV (the energy unit E0 in meV)")
 
     @classmethod
     def from_field(cls, b0_tesla: float = 1.0) -> Units:
         """E0 = μ_B·B0 for a field ``b0_tesla`` > 0 (tesla): a field B0 on a g = 2 spin-1/2 gives the Pauli
         Zeeman term −(B/B0)·σ."""
-        return cls(MU_B_MEV_PER_T * _positive_real(b0_tesla, "b0_tesla"))
+        return cls(MU_B_MEV_PER_T * _positive_real(b0_tesla, "b0_tesla (the field B0 of E0 = mu_B B0, in tesla)"))
 
     def energy(self, meV):
         """Energy in meV → dimensionless (units of E0)."""

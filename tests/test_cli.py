@@ -55,6 +55,15 @@ def test_help_texts_explain_units_and_carry_no_markup():
     assert FIGURES == paper.FIGURES
 
 
+@pytest.mark.parametrize("argv", [["reproduce", "fig7"], ["run"], ["sweep", "x.toml", "--chunk-size", "abc"], ["bogus"]])
+def test_usage_errors_are_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("qllg") and ": error: " in err and "--help)" in err
+
+
 def test_reproduce_quick_writes_png_csv_json(tmp_path, capsys):
     out = tmp_path / "figs"
     assert main(["reproduce", "fig3", "fig6", "--quick", "--out", str(out), "--no-progress"]) == 0

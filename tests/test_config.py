@@ -203,7 +203,7 @@ SWEEP_BAD = {
                              r'sweep\.parameters\."dynamics\.kappa" \(point 1\)', ">= 0"),
     "string values": ('"system.dimer.J" = [0.5, 1.0]', '"system.dimer.J" = ["a"]', r'sweep\.parameters\."system\.dimer\.J"\[0\]',
                       "number"),
-    "passive energy": ('["bloch", "energy"]', '["passive_energy"]', r"output\.observables", "constant"),
+    "passive energy": ('["bloch", "energy"]', '["passive_energy"]', r"sweep point 0 .*: output\.observables", "constant"),
     "unknown sweep key": ("chunk_size = 2", "chunk = 2", r"sweep\.chunk", "did you mean 'chunk_size'"),
 }
 

@@ -42,9 +42,16 @@ def status(message: str) -> None:
     print(message, flush=True)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line (``qllg run: error: ... (see qllg run --help)``), exit status 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USER_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="qllg", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    subparsers = parser.add_subparsers(dest="command", required=True)
+    parser = OneLineParser(prog="qllg", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     for name in SUBCOMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
     return parser

@@ -17,7 +17,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "config", help="config file reference and checks", description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    actions = parser.add_subparsers(dest="action", required=True)
+    actions = parser.add_subparsers(dest="action", required=True, parser_class=type(parser))
     actions.add_parser("reference", help="print every config key with type, default and unit").set_defaults(
         handler=reference, compiles=False)
     check = actions.add_parser("check", help="validate a config file without running it")

@@ -82,7 +82,8 @@ def run(args) -> int:
         out=out, config=table, overwrite=args.overwrite, progress=not args.quiet, **options,
     )
     failed = result.failed()
-    say(f"qllg sweep: {result.n_points} points, {len(failed)} failed, {time.perf_counter() - start:.1f} s -> {out}")
+    energy = " (energy: /outputs/invariants/energy)" if problem.energy else ""
+    say(f"qllg sweep: {result.n_points} points, {len(failed)} failed, {time.perf_counter() - start:.1f} s -> {out}{energy}")
     for index, reason in list(failed.items())[:10]:
         print(f"  point {index} failed: {reason}", file=sys.stderr)
     if len(failed) > 10:

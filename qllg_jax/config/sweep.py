@@ -314,15 +314,15 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         model = build_model(spec, units)
         check_dimension(model)
         names = spec["output"]["observables"]
+        if "passive_energy" in names:
+            raise ConfigError(
+                "output.observables: 'passive_energy' is not recorded by qllg sweep; under q-LLG and von Neumann "
+                "dynamics ϱ's spectrum is conserved, so it is constant: qllg_jax.passive_energy(rho0, H) of each point"
+            )
         observables = build_observables([n for n in names if n != "energy"], model)
         ts = save_times(spec, units)
     except ConfigError as error:
         raise ConfigError(f"sweep point 0 ({_format(first)}): {error}") from None
-    if "passive_energy" in names:
-        raise ConfigError(
-            "output.observables: 'passive_energy' is not recorded by qllg sweep; under q-LLG and von Neumann dynamics "
-            "ϱ's spectrum is conserved, so it is constant: passive_energy(rho0, H) of each point (qllg_jax.passive_energy)"
-        )
 
     H = model
     if groups["affine"]:
@@ -330,11 +330,13 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         _check_affine(base, units, H, groups["affine"], params)
     state = spec["initial_state"]
     if state["kind"] == "thermal" and (groups["affine"] or groups["state"]):
-        beta_key = next((k for k in groups["state"]), None)
+        beta_key = groups["state"][0] if groups["state"] else None  # initial_state.beta or .temperature_K
 
         def rho0(**point):
+            values = dict(state)
+            if beta_key is not None:
+                values[beta_key.rsplit(".", 1)[1]] = point[beta_key]
             model = H(**point) if callable(H) else H
-            values = dict(state, **({split_key(beta_key)[0].split(".")[-1]: point[beta_key]} if beta_key else {}))
             return thermal_state(thermal_beta(values, units) * model.matrix(), 1.0)  # e^{−βH}/Z
     elif groups["state"]:
         rho0 = _state_table(base, groups["state"], params, model, units, status)
