@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--overwrite", action="store_true", help="replace figN.* files that qllg did not write")
     parser.add_argument("--quick", action="store_true", help="short time windows and few points (for tests)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    parser.set_defaults(handler=run, interrupt_note="the figures reported as written are complete; the others were not written")
+    parser.set_defaults(handler=run, interrupt_note="a figure is complete when its figN.json exists (written last)")
     return parser
 
 
