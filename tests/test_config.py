@@ -220,6 +220,18 @@ def test_bad_sweep_config_names_the_key(case):
     assert re.search(words, message), message
 
 
+def test_exchange_on_two_qubits_carries_the_normalisation_note():
+    from qllg_jax.config.system import coupling_note
+
+    two = tomllib.loads(BASE.replace("dimer = { B = [1.0, 0.0, 0.0], J = 1.0, D = [0.0, 0.0, 0.6] }", "spins = [0.5, 0.5]\n"
+                                     "bonds = [[0, 1]]\nexchange = 4.0\nfield = [2.0, 0.0, 0.0]"))
+    assert "exchange = 4J" in coupling_note(two)
+    # and the note is right: exchange = 4J, field = 2B on spins is eq. 8's dimer with J = 1, B = (1, 0, 0)
+    np.testing.assert_allclose(build_system(two).hamiltonian, q.dimer_hamiltonian((1.0, 0.0, 0.0), 1.0, (0, 0, 0)), atol=1e-14)
+    assert coupling_note(tomllib.loads(BASE)) is None
+    assert coupling_note({"system": {"chain": 3, "exchange": 1.0}}) is None
+
+
 def test_with_overrides_and_point_table_use_defaults():
     table = tomllib.loads(BASE.replace(", D = [0.0, 0.0, 0.6]", ""))
     # "system.dimer.D.2" works without D in the config: the schema default [0, 0, 0] is indexed

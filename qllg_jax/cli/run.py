@@ -110,6 +110,7 @@ def run(args) -> int:
     from .._integrate import FAILURE_REASONS
     from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
+    from ..config.system import coupling_note
 
     status(f"qllg run: {args.config} -> {args.out}/")
     table = load_config(args.config)
@@ -120,6 +121,8 @@ def run(args) -> int:
         status(f"qllg run: note: {args.config} has a [sweep] table; qllg run runs its base config (qllg sweep runs the sweep)")
     if replaced:
         status(f"qllg run: replacing the earlier qllg run output in {out}/")
+    if coupling_note(table):
+        status(f"qllg run: note: {coupling_note(table)}")
     status(f"qllg run: {_describe(system)}; solving (a first run compiles; later runs reuse the compilation cache)")
     result = system.solve(progress=args.progress, save_states=False, throw=False)
     if args.progress and result.method in CLOSED_FORMS:

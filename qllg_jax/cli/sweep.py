@@ -60,6 +60,7 @@ def run(args) -> int:
     from .. import sweep_solve
     from ..config import load_config
     from ..config.sweep import build_sweep
+    from ..config.system import coupling_note
 
     say = (lambda message: None) if args.quiet else status
     out = args.out or os.path.splitext(args.config)[0] + ".h5"
@@ -70,6 +71,8 @@ def run(args) -> int:
     table = load_config(args.config)
     say(f"qllg sweep: building the sweep points of {args.config}")
     problem = build_sweep(table, status=lambda message: say(f"qllg sweep: {message}"))
+    if coupling_note(table):
+        say(f"qllg sweep: note: {coupling_note(table)}")
     options = dict(problem.options)
     if args.chunk_size is not None:
         options["chunk_size"] = args.chunk_size

@@ -260,6 +260,19 @@ def solver_options(spec: Mapping) -> dict:
     return {key: dynamics.get(key) for key in ("equation", "method", "solver", "rtol", "atol", "max_steps")}
 
 
+def coupling_note(table: Mapping) -> str | None:
+    """A reminder of the J normalisation when two spin-1/2 sites are coupled with ``exchange`` (easily mistaken
+    for the paper's dimer J, which multiplies σ1·σ2 = 4 S1·S2); None otherwise. ``table``: the raw config."""
+    system = table.get("system") if isinstance(table, Mapping) else None
+    if not isinstance(system, Mapping) or "exchange" not in system:
+        return None
+    two_qubits = (system.get("chain") == 2 and system.get("spin", 0.5) == 0.5) or system.get("spins") == [0.5, 0.5]
+    if not two_qubits:
+        return None
+    return ("system.exchange multiplies S1.S2 = sigma1.sigma2/4: the paper's eq. 8 coupling J sigma1.sigma2 is "
+            "exchange = 4J (or write dimer = {J = ...})")
+
+
 def check_dimension(model: SpinModel) -> None:
     if model.dim > MAX_RUN_DIM:
         raise ConfigError(f"system: Hilbert-space dimension {model.dim} is too large for a config run (max {MAX_RUN_DIM})")
