@@ -210,37 +210,33 @@ def test_run_physical_units_and_user_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         assert err == f"qllg run: error: {words}" + err[len(f"qllg run: error: {words}"):] and err.count("\n") == 1, err
     assert not (tmp_path / "bad").exists()  # nothing written for a bad config
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "observables.csv").write_text("precious\n")
+    assert main(["run", str(path), "--out", str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"qllg run: error: --out: '{tmp_path / 'mine'}' already holds observables.csv") and err.count("\n") == 1
+    assert (tmp_path / "mine" / "observables.csv").read_text() == "precious\n"
     assert main(["run", str(tmp_path / "missing.toml")]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_run_failure_exit_3_and_config_check(tmp_path, subprocess_env):
-    """A real process: max_steps from the config reaches the solver; errors are one line, no traceback."""
+def test_run_failure_exit_3_in_a_real_process(tmp_path, subprocess_env):
+    """A real process: max_steps from the config reaches the solver; the failure is reported without a traceback."""
     path = tmp_path / "c.toml"
     path.write_text(CONFIG.replace("n_save = 21", 'n_save = 21\nmax_steps = 2\nmethod = "dense"'))
-    (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "observables.csv").write_text("precious\n")
-
-    def qllg(*args):
-        return subprocess.run([sys.executable, "-m", "qllg_jax.cli", *args], env=subprocess_env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=300)
-
-    refused = qllg("run", str(path), "--out", "run")
-    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "Traceback" not in refused.stderr
-    assert refused.stderr.startswith("qllg run: error: --out: 'run' already holds observables.csv")
-    assert (tmp_path / "run" / "observables.csv").read_text() == "precious\n"
-    failed = qllg("run", str(path), "--out", "run2", "--no-plot")
+    failed = subprocess.run([sys.executable, "-m", "qllg_jax.cli", "run", str(path), "--out", "run", "--no-plot"],
+                            env=subprocess_env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert failed.returncode == 3, failed.stderr
-    assert "max_steps" in failed.stderr and "Traceback" not in failed.stderr
-    meta = _strict_json(tmp_path / "run2" / "run.json")
+    assert failed.stderr.count("\n") == 1 and "max_steps" in failed.stderr and "Traceback" not in failed.stderr
+    meta = _strict_json(tmp_path / "run" / "run.json")
     assert meta["success"] is False and "max_steps" in meta["failure"]
-    path.write_text(CONFIG.replace("kappa = 0.5", "kappa = 0.5\nmax_step = 2"))
-    bad = qllg("config", "check", str(path))
-    assert bad.returncode == 2 and bad.stderr == "qllg config: error: dynamics.max_step: unknown key; did you mean 'max_steps'?\n"
 
 
 def test_config_check_and_reference(tmp_path, capsys):
     path = tmp_path / "c.toml"
+    path.write_text(CONFIG.replace("kappa = 0.5", "kappa = 0.5\nmax_step = 2"))
+    assert main(["config", "check", str(path)]) == 2
+    assert capsys.readouterr().err == "qllg config: error: dynamics.max_step: unknown key; did you mean 'max_steps'?\n"
     path.write_text(CONFIG)
     assert main(["config", "check", str(path)]) == 0
     assert "valid config (D = 4, 21 save times)" in capsys.readouterr().out
