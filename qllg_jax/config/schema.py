@@ -19,7 +19,10 @@ import numpy as np
 
 from .._checks import SOLVER_NAMES
 from ..equations import EQUATIONS
-from ..fast_paths import METHODS
+try:  # the solver core's method names: qllg_jax.methods since the core rebuild (drop the fallback after the merge)
+    from ..methods import METHODS
+except ImportError:  # pragma: no cover
+    from ..fast_paths import METHODS
 from ..states import BELL_STATES
 
 MAX_SAVE_POINTS = 10**7
