@@ -34,10 +34,11 @@ from .interop import from_qutip, to_qutip
 from .operators import embed, pauli_matrices, site_spin_operators, spin_dim, spin_matrices
 from .solve import Diagnostics, Result, SolveError, solve
 from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
-from .design import FitResult
+from .design import FitError, FitResult
 from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
-from .sweep import SweepResult, grid, sweep, sweep_solve
-from .sweep_store import SweepStore, load_sweep
+from .sweeps import SweepFileError, SweepResult, SweepStore, grid, load_sweep, sweep, sweep_solve
+from ._guards import SizeError, memory_limit, set_memory_limit
+from ._compilation_cache import enable_compilation_cache
 from .states import (
     BELL_STATES,
     basis_state,
@@ -118,6 +119,7 @@ __all__ = [
     "SolveError",
     "solve",
     "design",
+    "FitError",
     "FitResult",
     "GroundStateResult",
     "energy_and_variance",
@@ -128,7 +130,12 @@ __all__ = [
     "sweep",
     "sweep_solve",
     "SweepStore",
+    "SweepFileError",
     "load_sweep",
+    "SizeError",
+    "memory_limit",
+    "set_memory_limit",
+    "enable_compilation_cache",
     "BELL_STATES",
     "basis_state",
     "bell_state",

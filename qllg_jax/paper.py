@@ -66,6 +66,7 @@ class FigureData:
         from . import __version__
 
         return {
+            "written_by": "qllg reproduce",
             "figure": self.name,
             "qllg_jax_version": __version__,
             "units": {"energy": "E0 = mu_B * 1 T", "time": "hbar/E0 (~11.37 ps)"},

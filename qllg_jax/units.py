@@ -4,15 +4,37 @@ The solver is dimensionless: energies in a unit E0 of your choice and times in �
 The paper's figures use E0 = μ_B·B0 with B0 = 1 T, so a field of 1 T on a g = 2 spin-1/2 is one unit
 (H = −b·σ) and one time unit is ħ/(μ_B·1 T) ≈ 11.37 ps.
 
-Constants (CODATA 2014, as used by UppASD): ħ = 0.6582119514 meV·ps, μ_B = 0.057883817555 meV/T.
+Constants come from :mod:`scipy.constants` (the CODATA edition of the installed SciPy: 2022 for SciPy ≥ 1.15,
+2018 before). ħ and k_B are exact in the SI since 2019, so only μ_B differs between the two editions
+(relative 1.3·10⁻⁹).
 """
 
 from __future__ import annotations
 
-import equinox as eqx
+import numbers
 
-HBAR_MEV_PS = 0.6582119514
-MU_B_MEV_PER_T = 0.057883817555
+import equinox as eqx
+import numpy as np
+from scipy import constants as _si
+
+HBAR_MEV_PS = _si.hbar / _si.e * 1e15
+"""ħ in meV·ps (ħ/e in eV·s × 10³ meV/eV × 10¹² ps/s)."""
+MU_B_MEV_PER_T = _si.physical_constants["Bohr magneton in eV/T"][0] * 1e3
+"""Bohr magneton μ_B in meV/T."""
+BOLTZMANN_MEV_PER_K = _si.k / _si.e * 1e3
+"""Boltzmann constant k_B in meV/K."""
+
+
+def _positive_real(value, name: str) -> float:
+    """A finite real scalar > 0 (a Python/NumPy number or a 0-d array; strings and bools are refused)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a positive real number, got {value!r} ({type(value).__name__})")
+    number = float(value)
+    if not (np.isfinite(number) and number > 0):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+    return number
 
 
 class Units(eqx.Module):
@@ -24,14 +46,14 @@ class Units(eqx.Module):
 
     energy_meV: float
 
-    def __check_init__(self):
-        if not self.energy_meV > 0:
-            raise ValueError(f"energy unit must be positive, got {self.energy_meV} meV")
+    def __init__(self, energy_meV: float):
+        self.energy_meV = _positive_real(energy_meV, "energy_meV (the energy unit E0 in meV)")
 
     @classmethod
     def from_field(cls, b0_tesla: float = 1.0) -> Units:
-        """E0 = μ_B·B0: a field B0 (tesla) on a g = 2 spin-1/2 gives the Pauli Zeeman term −(B/B0)·σ."""
-        return cls(MU_B_MEV_PER_T * b0_tesla)
+        """E0 = μ_B·B0 for a field ``b0_tesla`` > 0 (tesla): a field B0 on a g = 2 spin-1/2 gives the Pauli
+        Zeeman term −(B/B0)·σ."""
+        return cls(MU_B_MEV_PER_T * _positive_real(b0_tesla, "b0_tesla (the field B0 of E0 = mu_B B0, in tesla)"))
 
     def energy(self, meV):
         """Energy in meV → dimensionless (units of E0)."""
@@ -42,9 +64,11 @@ class Units(eqx.Module):
         return e * self.energy_meV
 
     def field(self, tesla, g: float = 2.0):
-        """Magnetic field (T) → Zeeman coefficient b in units of E0 for H = −b·S (spin operators S).
+        """Magnetic field (T) → Zeeman coefficient b in units of E0 for H_Z = −b·S (spin operators S).
 
-        H_Z = −g μ_B B·S, so b = g μ_B B / E0. (For the Pauli form −b'·σ of the paper, b' = b/2.)
+        b = g μ_B B / E0, shape of ``tesla``. (For the Pauli form −b'·σ of the paper, b' = b/2.)
+        Like the paper, the package takes the magnetic moment along S, H_Z = −g μ_B B·S; for an electron
+        (moment −g μ_B S) the physical term is +g μ_B B·S, i.e. pass −B.
         """
         return g * MU_B_MEV_PER_T * tesla / self.energy_meV
 
@@ -60,3 +84,7 @@ class Units(eqx.Module):
     def time_to_ps(self, t):
         """Dimensionless time (units of ħ/E0) → ps; scalars or arrays of any shape."""
         return t * self.time_ps
+
+    def temperature(self, kelvin):
+        """Temperature (K) → k_B T in units of E0 (β = 1/that, in 1/E0)."""
+        return BOLTZMANN_MEV_PER_K * kelvin / self.energy_meV

@@ -1,9 +1,38 @@
+import os
+from pathlib import Path
+
 import jax
 import pytest
 
 import qllg_jax  # noqa: F401  (enables float64)
+from qllg_jax._compilation_cache import cache_dir_setting, enable_compilation_cache
+
+
+def pytest_configure(config):
+    """One persistent compilation cache for the whole test run, shared by the pytest-xdist workers and with later
+    runs: the user cache (``QLLG_COMPILATION_CACHE`` / ``XDG_CACHE_HOME`` respected; ``off`` disables it), or, where
+    that cannot be written, a folder under pytest's per-user temp root. Never fails: without a writable folder the
+    tests run uncached."""
+    if cache_dir_setting() is None:  # QLLG_COMPILATION_CACHE=off
+        return
+    if enable_compilation_cache() is not None:
+        return
+    try:
+        root = Path(config._tmp_path_factory.getbasetemp()).parent  # shared by the workers of one run
+        enable_compilation_cache(root / "qllg-jax-compilation-cache")
+    except (ValueError, OSError, AttributeError):
+        pass
 
 
 @pytest.fixture
 def key():
     return jax.random.PRNGKey(20241231)
+
+
+@pytest.fixture
+def subprocess_env(tmp_path):
+    """Environment for a subprocess that imports this checkout's qllg_jax (not an installed copy)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    return env

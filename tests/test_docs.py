@@ -68,16 +68,16 @@ TOML_FENCE = re.compile(r"^```toml\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 def test_readme_toml_configs_build():
     """Every config block of the README builds its system (a [sweep] block: every point), a short solve runs."""
-    from qllg_jax.cli.sweep import build_sweep
     from qllg_jax.config import build_system, tomllib
+    from qllg_jax.config.sweep import build_sweep
 
     blocks = TOML_FENCE.findall((ROOT / "README.md").read_text())
     assert len(blocks) >= 2
     for text in blocks:
         table = tomllib.loads(text)
         if "sweep" in table:
-            params, _, ts, _ = build_sweep(table)
-            assert params["H"].shape[0] > 1 and ts.ndim == 1
+            plan = build_sweep(table)
+            assert plan.n_points > 1 and plan.ts.ndim == 1
         else:
             system = build_system(table)
             result = system.solve()

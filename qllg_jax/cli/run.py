@@ -1,26 +1,49 @@
-"""``qllg run CONFIG.toml --out DIR``: integrate a user-described system (see :mod:`qllg_jax.config`).
+"""``qllg run CONFIG.toml --out DIR``: integrate a system described in a TOML config.
 
-Writes ``observables.csv`` (column ``t`` in ħ/E0, plus ``t_ps`` for physical-unit configs, then one column per
-observable component, e.g. ``bloch_0_x``, ``correlation_xy``, ``energy``), ``run.json`` (the config, the
-package version, solver statistics and invariant diagnostics) and ``observables.png`` (unless --no-plot).
+Writes ``observables.csv`` (column ``t`` in hbar/E0, ``t_ps`` for physical-unit configs, then the observables'
+components in config order), ``run.json`` (the config, the package version, solver statistics, invariant
+diagnostics, ``"written_by": "qllg run"``) and ``observables.png`` (one panel per observable; unless --no-plot).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
 
+from . import EXIT_FAILED, status
+
+WRITER = "qllg run"
+FILES = ("run.json", "observables.csv", "observables.png")
+CLOSED_FORMS = ("exact", "two_level")
+
 HELP = """\
 Run the q-LLG dynamics of a system described in a TOML file and write CSV + JSON (+ PNG).
 
-Units: by default energies/fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical"
-fields are in tesla (g = 2), exchange/DMI/anisotropy in meV and times in ps (E0 = mu_B * b0_tesla).
+Every key, its type, default and unit: `qllg config reference`. Check a config without running it:
+`qllg config check FILE`.
 
-Example config:
+Tables:
+  [system]         exactly one of: dimer = {B, J, D, spin} (the paper's eq. 8: H = -B.(s1+s2) + J s1.s2 + D.(s1 x s2)
+                   with Pauli matrices s), chain = n (+ spin, periodic) or spins = [...] (+ bonds); with chain/spins:
+                   field, exchange, dmi, anisotropy, anisotropy_axis on spin operators S.
+                   NOTE: a dimer's J multiplies sigma1.sigma2 = 4 S1.S2; a chain's exchange multiplies S_i.S_j.
+  [initial_state]  kind = up_down | bell | werner | coherent | thermal | random | basis (+ its parameters,
+                   e.g. thermal needs beta or temperature_K, coherent needs directions)
+  [dynamics]       kappa, t_end (+ t_start, n_save) or times, equation, method, solver, rtol, atol, max_steps
+  [output]         observables = bloch, spin, energy, purity, entropy, passive_energy, and for two spin-1/2
+                   sites only: correlation, bell_nonlocality, concurrence
+  [units]          optional, see Units
+
+Units: by default energies and fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical",
+fields are in tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K and times in ps
+(E0 = mu_B * b0_tesla); the CSV adds a column t_ps and the plot uses ps and meV.
+
+Example:
   [system]
-  dimer = { B = [1.0, 0.0, 0.0], J = 1.0, D = [0.0, 0.0, 0.6] }   # eq. 8 of the paper
+  dimer = { B = [1.0, 0.0, 0.0], J = 1.0, D = [0.0, 0.0, 0.6] }
   [initial_state]
   kind = "up_down"
   [dynamics]
@@ -29,6 +52,10 @@ Example config:
   n_save = 201
   [output]
   observables = ["bloch", "correlation", "bell_nonlocality", "energy", "purity"]
+
+Existing files in --out are replaced only if an earlier `qllg run` wrote them (its run.json says so), else
+refused unless --overwrite. Exit status: 0 success, 2 bad config or output, 3 the solve failed (outputs are
+still written, run.json says why), 130 interrupted.
 """
 
 _AXES = "xyz"
@@ -39,17 +66,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "run", help="run a system described in a TOML config", description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("config", help="TOML file (tables [system], [initial_state], [dynamics], [output], [units])")
+    parser.add_argument("config", help="TOML file; see `qllg config reference`")
     parser.add_argument("--out", default="qllg-run", help="output directory (created; default: qllg-run)")
+    parser.add_argument("--overwrite", action="store_true", help="replace output files that qllg did not write")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--progress", action="store_true", help="show a progress bar over simulation time")
-    parser.set_defaults(handler=run)
+    parser.set_defaults(handler=run, interrupt_note="nothing was written")
     return parser
 
 
 def flatten_observables(values: dict) -> dict[str, np.ndarray]:
-    """Observable arrays (T, *shape) → named (T,) columns: bloch (T, N, 3) → bloch_{k}_{x,y,z}, (T, 3, 3) →
-    name_{xy…}, scalars keep their name."""
+    """Observable arrays (T, *shape) → named (T,) columns, in the order of ``values``: bloch (T, N, 3) →
+    bloch_{k}_{x,y,z}, correlation (T, 3, 3) → correlation_{xy…}, scalars keep their name."""
     columns = {}
     for name, value in values.items():
         value = np.asarray(value)
@@ -70,31 +98,56 @@ def flatten_observables(values: dict) -> dict[str, np.ndarray]:
     return columns
 
 
+def _describe(system) -> str:
+    model = system.model
+    spins = sorted(set(model.spins))
+    spin_text = f"spin {spins[0]:g}" if len(spins) == 1 else "spins " + "/".join(f"{s:g}" for s in spins)
+    return f"{model.n_sites} sites ({spin_text}), D = {model.dim}, {len(system.ts)} save times"
+
+
 def run(args) -> int:
     from .. import __version__
+    from .._integrate import FAILURE_REASONS
+    from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
-    from .._output import write_csv, write_json
+    from ..config.system import coupling_note
 
-    system = build_system(load_config(args.config))
-    result = system.solve(progress=args.progress, save_states=False)
-    columns = flatten_observables(result.observables)
+    status(f"qllg run: {args.config} -> {args.out}/")
+    table = load_config(args.config)
+    system = build_system(table)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    replaced = prepare_output_dir(out, {"run.json": FILES}, WRITER, args.overwrite)
+    if "sweep" in table:
+        status(f"qllg run: note: {args.config} has a [sweep] table; qllg run runs its base config (qllg sweep runs the sweep)")
+    if replaced:
+        status(f"qllg run: replacing the earlier qllg run output in {out}/")
+    if coupling_note(table):
+        status(f"qllg run: note: {coupling_note(table)}")
+    status(f"qllg run: {_describe(system)}; solving (a first run compiles; later runs reuse the compilation cache)")
+    result = system.solve(progress=args.progress, save_states=False, throw=False)
+    if args.progress and result.method in CLOSED_FORMS:
+        status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
+    values = {name: result.observables[name] for name in system.observables}  # config order
+    columns = flatten_observables(values)
     ts = np.asarray(result.ts)
     head = {"t": ts}
     if system.units is not None:
         head["t_ps"] = system.times_ps
+    success = bool(np.all(np.asarray(result.success)))
+    failure = int(np.max(np.asarray(result.stats["failure"]))) if "failure" in result.stats else 0
     write_csv(out / "observables.csv", {**head, **columns})
     meta = {
+        "written_by": WRITER,
         "qllg_jax_version": __version__,
         "config": system.table,
         "config_file": str(args.config),
         "units": {"energy": "E0" if system.units is None else f"E0 = {system.units.energy_meV:.6g} meV",
                   "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps"},
         "method": result.method,
-        "success": bool(np.all(np.asarray(result.success))),
+        "success": success,
+        "failure": None if success else FAILURE_REASONS.get(failure, "solver failure"),
         "stats": {k: np.asarray(v).tolist() for k, v in result.stats.items()},
-        "diagnostics": result.diagnostics().as_dict(),
+        "diagnostics": result.diagnostics().as_dict() if success else None,
         "columns": list(head) + list(columns),
     }
     write_json(out / "run.json", meta)
@@ -102,8 +155,13 @@ def run(args) -> int:
         import matplotlib
 
         matplotlib.use("Agg")  # headless: files only
-        from ..plotting import plot_timeseries
+        from ..plotting import plot_observables
 
-        plot_timeseries(ts, columns, out / "observables.png", title=f"qllg run {Path(args.config).name}")
-    print(f"wrote {out}/observables.csv, run.json" + ("" if args.no_plot else ", observables.png"))
+        plot_observables(ts, values, out / "observables.png", units=system.units, title=f"qllg run {Path(args.config).name}")
+    status(f"qllg run: wrote {out}/observables.csv, run.json" + ("" if args.no_plot else ", observables.png"))
+    if not success:
+        reached = result.stats.get("t_reached")
+        where = "" if reached is None else f" at t = {float(np.min(np.asarray(reached))):g} hbar/E0"
+        print(f"qllg run: the solve failed{where}: {meta['failure']}; outputs written, see run.json", file=sys.stderr)
+        return EXIT_FAILED
     return 0
