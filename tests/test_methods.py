@@ -237,7 +237,7 @@ def _count_compiles(fn):
 def test_new_operator_observable_or_new_values_do_not_recompile(rho0):
     sz = np.asarray(q.embed(q.pauli_matrices()[2], 0, (2, 2)))
     sx = np.asarray(q.embed(q.pauli_matrices()[0], 1, (2, 2)))
-    first = q.solve(H_DIMER, rho0, TS, KAPPA, observables={"s": sz})
+    first = q.solve(H_DIMER, rho0, np.asarray(TS), KAPPA, observables={"s": sz})
     H2, ts2, again = 2 * H_DIMER, 2 * np.asarray(TS), []
     compiles = _count_compiles(lambda: again.append(q.solve(H2, rho0, ts2, 0.3, observables={"s": sx})))
     assert compiles == 0
