@@ -64,6 +64,10 @@ OBSERVABLES_MAX_DIM = 2048
 """Callable observables get the dense ϱ (D, D) on the ket / frame methods: only up to this D."""
 
 
+MIN_RTOL = 1e-14
+"""Smallest accepted rtol (≈ 50 float64 machine epsilons)."""
+
+
 class SolveError(RuntimeError):
     """An integration that did not reach the final time (max_steps, step-size collapse, NaN)."""
 
@@ -284,6 +288,9 @@ def solve(
         ("save_states", save_states), ("complex_state", complex_state), ("gauge_fix", gauge_fix), ("throw", throw),
         ("progress", progress))}
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+    if rtol < MIN_RTOL:
+        raise ValueError(f"rtol must be >= {MIN_RTOL:g}, got {rtol:g}: float64 resolves relative changes of about "
+                         "2.2e-16 per step, so the error control could never be met (the step size would collapse)")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
     max_step = None if max_step is None else check_positive(max_step, "max_step")
     if invariant_tol is not None:
@@ -301,8 +308,11 @@ def solve(
     check_bytes(_estimate_bytes(chosen, dim, y0, math.prod(batch), ts.shape[0], flags["save_states"]),
                 f"solve (method {chosen.name!r}, D = {dim}, batch {batch}, {ts.shape[0]} saves)",
                 "save fewer times, pass save_states=False, or split the batch")
-    runtime_checks = (not h_checked, not state.known and state.kind != "frame",
-                      host_value(raw_kappa, kappa) is None, host_value(raw_ts, ts) is None)
+    traced_state = not state.known and state.kind != "frame"
+    checks = InputChecks(
+        state=state.array if traced_state else None, H=not h_checked, kappa=host_value(raw_kappa, kappa) is None,
+        ts=host_value(raw_ts, ts) is None, pure=state.kind == "density" and chosen.representation == "kets",
+    )
     eager = is_concrete(H, y0, aux, kappa, ts, observed)
     options = SolveOptions(
         solver=solver, equation=equation, rtol=float(rtol), atol=float(atol), max_steps=int(max_steps),
@@ -310,7 +320,7 @@ def solve(
         batching=batching, complex_state=flags["complex_state"], progress=flags["progress"],
         throw=flags["throw"] and not eager,
     )
-    out = _solve_compiled(chosen, H, y0, aux, kappa, ts, observed, options, runtime_checks)
+    out = _solve_compiled(chosen, H, y0, aux, kappa, ts, observed, options, checks)
     saved = out["saved"]
     result = Result(
         ts=ts,
@@ -328,7 +338,8 @@ def solve(
     if eager:
         success = np.asarray(result.success)
         if flags["throw"] and not success.all():
-            raise SolveError(_failure_message(saved, result.stats, success, ts, max_steps))
+            raise SolveError(_failure_message(saved, result.stats, success, ts, max_steps,
+                                              isinstance(solver, diffrax.AbstractImplicitSolver)))
         if invariant_tol is not None and success.all():
             energy_scale = max(1.0, float(np.max(np.abs(np.asarray(result.invariants["energy"])))))
             warn_invariants(result.checks, invariant_tol, f"solve (method {chosen.name!r})",
@@ -354,39 +365,58 @@ def _flatten(tree, batch_ndim: int, batch: tuple[int, ...]):
     return jax.tree_util.tree_map(flat, tree)
 
 
-def _input_failures(method, H, h_batched: bool, y0, kappa, ts, checks, batched: bool):
-    """Failure code per element (n,) or () from the runtime checks of traced inputs (0 where valid)."""
-    check_H, check_state, check_kappa_, check_ts = checks
-    tol = 1e-8
-    code = jnp.zeros((y0.shape[0],) if batched else (), dtype=jnp.int32)
-    over = (lambda f, x: jax.vmap(f)(x)) if batched else (lambda f, x: f(x))
+class InputChecks(eqx.Module):
+    """The runtime checks of inputs that were traced when solve was called (values known on the host are checked
+    there, before compute). A failed check marks the trajectory failed with a FAILURE_REASONS code ≥ 5.
 
-    def valid_H(h):
-        if isinstance(h, SpinModel):
-            return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(h)]))
-        scale = jnp.maximum(1.0, jnp.max(jnp.abs(h)))
-        return jnp.all(jnp.isfinite(h)) & (jnp.max(jnp.abs(h - jnp.conj(h.T))) <= tol * scale)
+    Attributes:
+        state: the traced ϱ0 (…, D, D) or ψ0 (…, D) as given, or None.
+        H, kappa, ts: whether H (Hermitian, finite), κ (finite, ≥ 0) and ts (finite, increasing) are checked.
+        pure: the state must be pure (a density matrix given to the ket / exact methods).
+    """
 
-    def valid_state(y):
-        if method.representation == "kets":
-            return jnp.all(jnp.isfinite(y)) & (jnp.abs(jnp.linalg.norm(y) - 1) <= tol)
-        finite = jnp.all(jnp.isfinite(y))
-        safe = jnp.where(finite, y, 0.0)
-        hermitian = jnp.max(jnp.abs(safe - jnp.conj(safe.T))) <= tol
-        trace = jnp.abs(jnp.trace(safe) - 1) <= tol
-        positive = jnp.min(jnp.linalg.eigvalsh((safe + jnp.conj(safe.T)) / 2)) >= -tol
-        return finite & hermitian & trace & positive
+    state: jax.Array | None
+    H: bool = eqx.field(static=True, default=False)
+    kappa: bool = eqx.field(static=True, default=False)
+    ts: bool = eqx.field(static=True, default=False)
+    pure: bool = eqx.field(static=True, default=False)
 
-    if check_ts:
-        valid_ts = jnp.all(jnp.isfinite(ts)) & jnp.all(jnp.diff(ts) > 0)
-        code = jnp.where(valid_ts, code, FAILURE_BAD_TIMES)
-    if check_kappa_:
-        kappa_ok = jnp.isfinite(kappa) & (kappa >= 0)
-        code = jnp.where(kappa_ok, code, FAILURE_BAD_KAPPA)
-    if check_state:
-        code = jnp.where(over(valid_state, y0), code, FAILURE_BAD_STATE)
-    if check_H:
-        code = jnp.where(jax.vmap(valid_H)(H) if h_batched else valid_H(H), code, FAILURE_BAD_H)
+
+INPUT_TOL = 1e-8
+"""Tolerance of the runtime input checks (as of the host checks in :mod:`qllg_jax._checks`)."""
+
+
+def _valid_hamiltonian(h) -> jax.Array:
+    if isinstance(h, SpinModel):
+        return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree_util.tree_leaves(h)]))
+    scale = jnp.maximum(1.0, jnp.max(jnp.abs(h)))
+    return jnp.all(jnp.isfinite(h)) & (jnp.max(jnp.abs(h - jnp.conj(h.T))) <= INPUT_TOL * scale)
+
+
+def _valid_state(x, pure: bool) -> jax.Array:
+    finite = jnp.all(jnp.isfinite(x))
+    safe = jnp.where(finite, x, 0.0)
+    if x.ndim == 1:
+        return finite & (jnp.abs(jnp.linalg.norm(safe) - 1) <= INPUT_TOL)
+    hermitian = jnp.max(jnp.abs(safe - jnp.conj(safe.T))) <= INPUT_TOL
+    trace = jnp.abs(jnp.trace(safe) - 1) <= INPUT_TOL
+    positive = jnp.min(jnp.linalg.eigvalsh((safe + jnp.conj(safe.T)) / 2)) >= -INPUT_TOL
+    valid = finite & hermitian & trace & positive
+    return valid & (jnp.abs(jnp.sum(jnp.abs(safe) ** 2) - 1) <= INPUT_TOL) if pure else valid
+
+
+def _input_failures(checks: InputChecks, H, h_batched: bool, kappa, ts, n: int | None) -> jax.Array:
+    """Failure code per element ((n,) for a flat batch, else ()) from the runtime input checks (0 where valid)."""
+    code = jnp.zeros(() if n is None else (n,), dtype=jnp.int32)
+    if checks.ts:
+        code = jnp.where(jnp.all(jnp.isfinite(ts)) & jnp.all(jnp.diff(ts) > 0), code, FAILURE_BAD_TIMES)
+    if checks.kappa:
+        code = jnp.where(jnp.isfinite(kappa) & (kappa >= 0), code, FAILURE_BAD_KAPPA)
+    if checks.state is not None:
+        valid = _valid_state if n is None else jax.vmap(_valid_state, in_axes=(0, None))
+        code = jnp.where(valid(checks.state, checks.pure), code, FAILURE_BAD_STATE)
+    if checks.H:
+        code = jnp.where(jax.vmap(_valid_hamiltonian)(H) if h_batched else _valid_hamiltonian(H), code, FAILURE_BAD_H)
     return code
 
 
@@ -440,7 +470,8 @@ def _capped_derivatives(run: Callable, dynamic, gradient: str):
 
 
 @eqx.filter_jit
-def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observables, options: SolveOptions, checks):
+def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observables, options: SolveOptions,
+                    checks: InputChecks):
     """Everything after host preparation, in one compiled function (see the module docstring)."""
     core = _core_ndim(method)
     state_batch = tuple(y0.shape[:-core])
@@ -456,8 +487,10 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
         y0 = _flatten(y0, len(state_batch), batch)
     else:
         h_axis = k_axis = aux_axis = None
-    input_code = _input_failures(method, H, h_axis == 0, y0, kappa, ts, checks, batched)
-    if checks[3]:  # a traced, invalid ts must not reach diffrax (it would raise whatever throw says)
+    if checks.state is not None and batched:
+        checks = eqx.tree_at(lambda c: c.state, checks, _flatten(checks.state, len(state_batch), batch))
+    input_code = _input_failures(checks, H, h_axis == 0, kappa, ts, math.prod(batch) if batched else None)
+    if checks.ts:  # a traced, invalid ts must not reach diffrax (it would raise whatever throw says)
         ts = jnp.where(jnp.all(jnp.isfinite(ts)) & jnp.all(jnp.diff(ts) > 0), ts, jnp.arange(ts.shape[0], dtype=ts.dtype))
     dense = method.needs_dense_H
     operator = (jax.vmap(lambda h: as_operator(h, dense))(H) if h_axis == 0 else as_operator(H, dense))
@@ -549,7 +582,7 @@ def _runtime_messages(max_steps: int) -> list[str]:
             for _, reason in sorted(FAILURE_REASONS.items())]
 
 
-def _failure_message(saved, stats, success: np.ndarray, ts, max_steps) -> str:
+def _failure_message(saved, stats, success: np.ndarray, ts, max_steps, implicit: bool = False) -> str:
     """Which trajectory failed, why, the time it reached and a hint (concrete arrays only)."""
     flat_success = success.reshape(-1)
     bad = int(np.argwhere(~flat_success)[0, 0])
@@ -572,5 +605,8 @@ def _failure_message(saved, stats, success: np.ndarray, ts, max_steps) -> str:
         t_reached = float(ts_np[finite.nonzero()[0][-1]]) if finite.any() else float(ts_np[0])
     element = f" (batch element {bad})" if flat_success.size > 1 or success.ndim > 0 else ""
     hint = _HINTS.get(reason, _INPUT_HINT).format(max_steps=max_steps)
+    if implicit:  # the stiff-solver suggestion does not apply
+        hint = hint.replace(", or try a stiff solver (solver='kvaerno5')", "").replace(
+            " or the problem is extremely stiff (try solver='kvaerno5')", " or the problem is extremely stiff")
     return (f"q-LLG solve failed{element}: {reason}{where} at t = {t_reached:.6g} of [{ts_np[0]:.6g}, {ts_np[-1]:.6g}]; "
             f"hint: {hint}")

@@ -15,6 +15,19 @@ import jax
 import jax.numpy as jnp
 
 
+def _evaluate(name: str, fn: Callable, rho: jax.Array) -> jax.Array:
+    """fn(ϱ), checked to be an array of numbers (at trace time: nothing is computed twice)."""
+    value = fn(rho)
+    try:
+        array = jnp.asarray(value)
+    except TypeError:
+        array = None
+    if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):
+        raise ValueError(f"observables[{name!r}] must return an array of numbers for a state rho (D, D), got "
+                         f"{type(value).__name__}")
+    return array
+
+
 class Observables(eqx.Module):
     """Named observables, in the order given. ``operators``: name → (D, D); ``functions``: (name, callable) pairs."""
 
@@ -28,7 +41,7 @@ class Observables(eqx.Module):
     def of_density(self, rho: jax.Array) -> dict:
         """Values for a density matrix ϱ (D, D)."""
         values = {name: jnp.real(jnp.einsum("ij,ji->", rho, op)) for name, op in self.operators.items()}
-        values.update({name: fn(rho) for name, fn in self.functions})
+        values.update({name: _evaluate(name, fn, rho) for name, fn in self.functions})
         return self._ordered(values)
 
     def of_frame(self, frame: jax.Array, weights: jax.Array) -> dict:
@@ -39,7 +52,7 @@ class Observables(eqx.Module):
         }
         if self.functions:
             rho = (frame * weights[None, :]) @ jnp.conj(frame.T)
-            values.update({name: fn(rho) for name, fn in self.functions})
+            values.update({name: _evaluate(name, fn, rho) for name, fn in self.functions})
         return self._ordered(values)
 
     def of_ket(self, psi: jax.Array) -> dict:
