@@ -219,6 +219,10 @@ def test_passive_state_reached_by_generic_mixed_state():
     rho = np.asarray(res.state)
     commutator = rho @ np.asarray(H) - np.asarray(H) @ rho
     np.testing.assert_allclose(float(res.variance), np.sum(np.abs(commutator) ** 2) / 2, rtol=1e-6, atol=1e-20)
+    # non-generic: ϱ0 commuting with H (weights ascending with energy) is stationary, the stop is immediate
+    stationary = passive_flow(H, jnp.asarray((vectors * lam[::-1]) @ vectors.conj().T), tol=1e-14)
+    assert bool(stationary.converged) and stationary.times.shape == (1,)
+    np.testing.assert_allclose(float(stationary.energy), np.sum(lam[::-1] * levels), atol=1e-12)
 
 
 def test_passive_flow_low_rank_matrix_free():
@@ -257,6 +261,7 @@ BAD_INPUTS = {
     "ground_state progress krylov": (lambda: ground_state(H2, progress=True), "progress", "flow"),
     "ground_state psi0 dimension": (lambda: ground_state(H2, jnp.ones(3) / np.sqrt(3)), "psi0", "dimension"),
     "ground_state psi0 batch": (lambda: ground_state(H2, jnp.eye(2, dtype=complex)), "psi0", "one ket"),
+    "ground_state psi0 unnormalised": (lambda: ground_state(H2, jnp.ones(2)), "psi0", "normalised"),
     "ground_state H batch": (lambda: ground_state(jnp.stack([H2, H2])), "H", "one (D, D)"),
     "ground_state H string": (lambda: ground_state("H"), "H", "array-like"),
     "passive_flow tol 1e-300": (lambda: passive_flow(H2, RHO, tol=1e-300), "tol", "float64"),

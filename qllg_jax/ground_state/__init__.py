@@ -16,8 +16,10 @@ Mixed states (:func:`passive_flow`): q-LLG conserves the spectrum λ of ϱ; the 
 runs in one compiled diffrax solve until ½‖[ϱ, H]‖²_F ≤ ``tol``.
 
 Every loop is capped (``max_iterations`` restarts, ``max_steps`` ODE steps, ``max_time``); a capped search
-returns ``converged=False`` with ``reason``. Both functions run eagerly (host-side checks first) and under
-``jax.jit`` (then value checks on traced inputs are skipped and the history arrays keep their NaN padding).
+returns ``converged=False`` with ``reason``. Both functions run eagerly (host-side checks first, then one
+compiled function) and under ``jax.jit`` with traced H, ψ0/ϱ0 and κ (value checks on traced inputs are skipped,
+the history arrays keep their NaN padding); tolerances, caps and τ options are Python numbers (checked on the
+host, passed to the compiled function as arrays, so new values do not recompile).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from .._checks import (
+    as_array,
     check_choice,
     check_density_matrix,
     check_flag,
@@ -187,9 +190,11 @@ def ground_state(
     _check_chunk_time(chunk_time)
     if psi0 is None:
         psi0 = random_ket(jax.random.PRNGKey(0) if key is None else key, dim)
+    elif jnp.shape(psi0) == (dim, 1):  # a column ket
+        psi0 = as_array(psi0, "psi0")[:, 0]
     psi0 = check_ket(psi0, "psi0", dim)
     if psi0.ndim != 1:
-        raise ValueError(f"psi0 must be one ket of shape (D,), got shape {psi0.shape}")
+        raise ValueError(f"psi0 must be one ket of shape (D,) or (D, 1), got shape {psi0.shape}")
     h_norm = _norm_bound(H)
     tol = _check_tol(tol, h_norm, "the variance ‖(H − ⟨H⟩)ψ‖²")
 
