@@ -252,6 +252,7 @@ BAD_INPUTS = {
     "ground_state krylov_dim 1": (lambda: ground_state(H2, krylov_dim=1), "krylov_dim", ">= 2"),
     "ground_state krylov_dim float": (lambda: ground_state(H2, krylov_dim=2.5), "krylov_dim", "integer"),
     "ground_state max_iterations 0": (lambda: ground_state(H2, max_iterations=0), "max_iterations", "> 0"),
+    "ground_state max_iterations huge": (lambda: ground_state(H2, max_iterations=10**12), "max_iterations", "memory"),
     "ground_state max_time 0": (lambda: ground_state(H2, max_time=0.0), "max_time", "> 0"),
     "ground_state max_time inf": (lambda: ground_state(H2, max_time=float("inf")), "max_time", "finite"),
     "ground_state max_steps 0": (lambda: ground_state(H2, method="flow", max_steps=0), "max_steps", "> 0"),
@@ -270,6 +271,7 @@ BAD_INPUTS = {
     "passive_flow rho0 low-rank dimension": (
         lambda: passive_flow(H2, q.LowRankState(jnp.eye(3, 1, dtype=complex), jnp.ones(1))), "rho0", "dimension"),
     "passive_flow max_steps": (lambda: passive_flow(H2, RHO, max_steps=1.5), "max_steps", "integer"),
+    "passive_flow max_steps huge": (lambda: passive_flow(H2, RHO, max_steps=10**12), "max_steps", "memory"),
     "passive_flow max_time": (lambda: passive_flow(H2, RHO, max_time=-2.0), "max_time", "> 0"),
 }
 
