@@ -58,6 +58,7 @@ FLOW_MAX_TIME = 1e4
 """Default ``max_time`` (ħ/E0) of the flows; the Krylov search has no time cap by default."""
 
 
+@eqx.filter_jit
 def energy_and_variance(H, psi) -> tuple[jax.Array, jax.Array]:
     """(⟨H⟩, ⟨H²⟩ − ⟨H⟩²) of the normalised ket ψ (D,), the variance as ‖(H − ⟨H⟩)ψ‖² (no cancellation);
     H a (D, D) array or a SpinModel (matrix-free). Energy units E0 and E0²."""
