@@ -24,13 +24,16 @@ complex eigsh. The ``matvecs`` column counts H·v products (eigsh: through a cou
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
+# single-threaded OpenBLAS for eigsh (ARPACK): with 2 threads on this shared 2-core machine its times jumped between
+# 5 ms and 0.9 s for the same call; one thread is its fastest and stable setting here (override from the shell)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's qllg_jax, not an installed copy
 
 import argparse
-import os
 import platform
 import time
 
@@ -133,7 +136,8 @@ def main():
     args = parser.parse_args()
     print(f"machine: {platform.machine()} {platform.processor() or ''}, {jax.devices()[0].device_kind}, "
           f"jax {jax.__version__}; min of {args.repeats} warm calls ({args.slow_repeats} for flow / imag-time); "
-          f"relative energy target {ACCURACY}; load average {os.getloadavg()[0]:.1f}")
+          f"relative energy target {ACCURACY}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}; "
+          f"load average {os.getloadavg()[0]:.1f}")
     header = f"{'model':16s} {'D':>6s} {'gap':>6s} {'tol':>8s} | {'method':9s} {'time s':>8s} {'/eigsh':>7s} " \
              f"{'rel err':>8s} {'Var':>8s} {'matvecs':>7s} {'restarts/steps':>14s}"
     print(header)

@@ -15,8 +15,8 @@ so e^{−iH_eff τ} = f(H) with f(E) = exp(−i(1 − iκ)Eτ/(1 + κ²)) is a f
    y ∝ S [c_k exp(−(κ + i)(θ_k − θ_ref)τ/(1 + κ²))], c_k = S_{1k}.
 3. Because HV^T = V^T T + β_k v_{k+1} e_k^T, the new state's variance is known before it is formed:
    Var = ‖(T − E)y‖² + β_k²|y_k|², E = y^T T y. Lanczos stops as soon as this is ≤ tol (or at k = m), so a
-   restart costs only the matrix-vector products it needs. The new ψ is normalised and its energy and variance
-   are recomputed from one fresh H·ψ (the stopping rule uses these).
+   restart costs only the matrix-vector products it needs. The new ψ is normalised; the first Lanczos step of the
+   next restart measures it afresh (α₀ = ⟨H⟩, β₀² = ‖(H − ⟨H⟩)ψ‖² = Var), and the stopping rule uses that value.
 
 τ is adaptive: it grows by ``growth`` after every restart in which the energy dropped (in exact arithmetic the
 projected flow always lowers the energy) and shrinks by ``growth`` otherwise, and it is capped at the
