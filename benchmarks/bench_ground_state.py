@@ -47,7 +47,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 
 import qllg_jax as q
 from qllg_jax._integrate import pack_complex, unpack_complex
-from qllg_jax.fast_paths import _matvec
+from qllg_jax.methods._operator import as_operator
 from qllg_jax.ground_state import ground_state
 from qllg_jax.ground_state.measures import ket_energy_and_variance
 
@@ -70,7 +70,7 @@ def sparse_matrix(model) -> sp.csr_matrix:
 @eqx.filter_jit
 def imaginary_time(model, psi0, tol, max_time=1e4):
     """Normalised imaginary-time flow ψ̇ = −(H − ⟨H⟩)ψ until Var ≤ tol, one diffrax solve. Returns (E, t)."""
-    apply_H = _matvec(model)
+    apply_H = as_operator(model, dense=False).apply
 
     def field(t, y, args):
         psi = unpack_complex(y)

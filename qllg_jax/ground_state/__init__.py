@@ -43,7 +43,8 @@ from .._checks import (
     concrete_value,
 )
 from .._guards import check_bytes
-from ..fast_paths import LowRankState, RANK_TOL, _matvec
+from ..methods import RANK_TOL, LowRankState
+from ..methods._operator import as_operator
 from ..hamiltonians import SpinModel
 from ..states import random_ket
 from .frame_flow import frame_flow
@@ -63,7 +64,7 @@ def energy_and_variance(H, psi) -> tuple[jax.Array, jax.Array]:
     """(⟨H⟩, ⟨H²⟩ − ⟨H⟩²) of the normalised ket ψ (D,), the variance as ‖(H − ⟨H⟩)ψ‖² (no cancellation);
     H a (D, D) array or a SpinModel (matrix-free). Energy units E0 and E0²."""
     psi = psi / jnp.linalg.norm(psi)
-    return ket_energy_and_variance(psi, _matvec(H)(psi))
+    return ket_energy_and_variance(psi, as_operator(H, dense=False).apply(psi))
 
 
 def _scalar(x) -> jax.Array:

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from .._integrate import pack_complex, unpack_complex
 from ..equations.frame import FrameQLLG
-from ..fast_paths import _matvec
+from ..methods._operator import as_operator
 from .measures import frame_energy_and_commutator
 from .result import CONVERGED, MAX_ITERATIONS, MAX_TIME, NONFINITE, SOLVER_FAILURE, GroundStateResult
 
@@ -50,7 +50,7 @@ def frame_flow(H, frame0, weights, kappa, tol, max_time, solver, *, rtol: float,
         :class:`GroundStateResult` with ``state`` the final frame U (D, r) (orthonormalised) and the history at
         every accepted step (padded with NaN to ``max_steps + 1``).
     """
-    apply_H = _matvec(H)
+    apply_H = as_operator(H, dense=False).apply
     field = FrameQLLG(kappa, weights)
 
     def measure(frame):

@@ -9,7 +9,7 @@ so e^{−iH_eff τ} = f(H) with f(E) = exp(−i(1 − iκ)Eτ/(1 + κ²)) is a f
 
 1. Lanczos, with the three-term recurrence followed by one classical Gram–Schmidt pass against every earlier
    vector (full re-orthogonalisation), builds orthonormal V (k, D) and the tridiagonal T = V^*HV^T (k, k);
-   H is applied matrix-free for a :class:`~qllg_jax.SpinModel` (:func:`qllg_jax.fast_paths._matvec`).
+   H is applied matrix-free for a :class:`~qllg_jax.SpinModel` (:func:`qllg_jax.methods._operator.as_operator`).
 2. T = S diag(θ) S^T (Ritz values θ ascending); ψ(τ) ≈ V^T y with y = S f(θ) S^T e₁, evaluated with the
    energies shifted by the dominant Ritz value θ_ref, in logarithms, so that no exponential overflows:
    y ∝ S [c_k exp(−(κ + i)(θ_k − θ_ref)τ/(1 + κ²))], c_k = S_{1k}.
@@ -38,7 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ..fast_paths import _matvec
+from ..methods._operator import as_operator
 from .measures import energy_resolution
 from .result import CONVERGED, MAX_ITERATIONS, MAX_TIME, NONFINITE, GroundStateResult
 
@@ -164,7 +164,7 @@ def krylov_search(H, psi0, kappa, tol, max_time, tau0, growth, h_norm, *, dimens
     Returns:
         :class:`GroundStateResult` with NaN-padded history of length ``max_iterations + 1``.
     """
-    apply_H = _matvec(H)
+    apply_H = as_operator(H, dense=False).apply
     resolution = energy_resolution(h_norm)
     psi0 = psi0 / jnp.linalg.norm(psi0)
     history = jnp.full(max_iterations + 1, jnp.nan)
