@@ -173,8 +173,8 @@ def _observables(observables, dim: int, method: Method) -> Observables:
         raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
     operators, functions = {}, []
     for name, value in observables.items():
-        if not isinstance(name, str) or not name or "/" in name:
-            raise ValueError(f"observables: names must be non-empty strings without '/', got {name!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"observables: names must be non-empty strings, got {name!r}")
         if callable(value) and not hasattr(value, "shape"):
             if method.representation != "states" and dim > OBSERVABLES_MAX_DIM:
                 raise ValueError(f"observables[{name!r}]: callables get the dense rho, which method {method.name!r} "

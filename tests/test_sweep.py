@@ -46,14 +46,19 @@ def swept():
 
 
 def test_sweep_equals_loop_of_solve(swept):
+    """Chunks of 2 (one ODE with shared steps per chunk): equal to single solves to the solver tolerance. Chunk of 5
+    holds the failing point: it is computed again one solve per point, equal to single solves to round-off."""
     result = swept[2]
     assert result.outputs["observables"]["bloch"].shape == (5, 6, 2, 3)
     assert result.outputs["observables"]["bell"].shape == (5, 6)
     for i in range(4):
         ref = single_solve(hamiltonian(PARAMS["J"][i], PARAMS["D"][i]), RHO0, KAPPA)
         for name in OBSERVABLES:
-            np.testing.assert_allclose(result.outputs["observables"][name][i], ref.observables[name], atol=1e-10, rtol=0)
-        assert result.outputs["stats"]["num_steps"][i] == int(ref.stats["num_steps"])
+            np.testing.assert_allclose(result.outputs["observables"][name][i], ref.observables[name], atol=1e-7, rtol=0)
+            np.testing.assert_allclose(swept[5].outputs["observables"][name][i], ref.observables[name], atol=1e-10, rtol=0)
+        assert swept[5].outputs["stats"]["num_steps"][i] == int(ref.stats["num_steps"])
+    pair = result.outputs["stats"]["num_steps"][:2]
+    assert pair[0] == pair[1]  # shared steps
     # and against the closed form for Werner states (ϱ = a𝟙 + bP, κ → κb): an independent method
     closed = q.two_level_exact(hamiltonian(1.5, 0.4), RHO0, TS, KAPPA)
     np.testing.assert_allclose(result.outputs["observables"]["bloch"][2], q.bloch_vectors(closed), atol=1e-6)
@@ -83,7 +88,7 @@ def test_failing_point_recorded_others_finish(swept):
 def test_chunking_does_not_change_results(swept):
     a, b = swept[2], swept[5]
     for name in OBSERVABLES:
-        np.testing.assert_allclose(a.outputs["observables"][name][:4], b.outputs["observables"][name][:4], atol=1e-12, rtol=0)
+        np.testing.assert_allclose(a.outputs["observables"][name][:4], b.outputs["observables"][name][:4], atol=1e-7, rtol=0)
     np.testing.assert_array_equal(a.success, b.success)
 
 
@@ -151,7 +156,7 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 def test_sharded_over_four_devices_equals_unsharded(tmp_path, swept):
     """The fixture's 5 points (one failing) in one chunk of 8 over 4 fake CPU devices (2 per device, 3 padded)
-    equal the unsharded single-device sweep."""
+    equal the unsharded single-device sweep of one chunk (both computed again per point: the chunk has a failure)."""
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED_SCRIPT)
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
@@ -161,7 +166,7 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, swept):
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    single = swept[2]
+    single = swept[5]
     assert report["success"] == single.success.tolist() and report["failed"] == {"4": "max_steps reached"}
     bloch = np.asarray(report["bloch"])
     assert bloch.shape == (5, 6, 2, 3)
@@ -177,8 +182,9 @@ def test_batched_solve_and_vmap_equal_a_loop_of_solve(swept):
     for name in OBSERVABLES:
         np.testing.assert_allclose(vmapped.outputs["observables"][name][:4], swept[5].outputs["observables"][name][:4],
                                    atol=1e-10, rtol=0)
-    with pytest.raises(ValueError, match="batching='solve' needs"):  # two_level has no batch support (yet)
-        sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, progress=False, batching="solve")
+    shared = sweep_solve(hamiltonian, RHO0, TS, KAPPA, PARAMS, observables=OBSERVABLES, chunk_size=5, progress=False,
+                         solve_options=SOLVE_OPTIONS, batching="solve")
+    assert shared.success.tolist() == [False] * 5  # without the fallback the stiff point takes its chunk with it
 
 
 def test_point_dependent_rho0_and_kappa_equal_single_solves():
@@ -190,7 +196,7 @@ def test_point_dependent_rho0_and_kappa_equal_single_solves():
     assert result.success.all()
     for i in range(4):
         ref = single_solve(hamiltonian(1.0, 0.2), rho0(params["p"][i]), 2 * params["k"][i])
-        np.testing.assert_allclose(result.outputs["observables"]["bell"][i], ref.observables["bell"], atol=1e-10, rtol=0)
+        np.testing.assert_allclose(result.outputs["observables"]["bell"][i], ref.observables["bell"], atol=1e-7, rtol=0)
 
 
 def _non_hermitian_above_one(J):

@@ -265,12 +265,16 @@ def run_sweep(
     process_index=None,
     process_count=None,
     ts=None,
+    fallback_fn: Callable | None = None,
 ) -> SweepResult:
     """The engine behind :func:`sweep` and :func:`~qllg_jax.sweep_solve`.
 
     ``chunk_fn(points, constants)`` maps a chunk of points (dict name → (n, ...)) and the shared ``constants``
     (a pytree of arrays, replicated on every device) to ``split_output``'s dict with a leading axis n.
     ``physics`` (+ ``per_point`` digests) is the fingerprint stored in / checked against ``out``.
+    ``fallback_fn``: same signature; a chunk in which some point failed is computed again with it (compiled on
+    first need) and its rows replace the chunk's — :func:`~qllg_jax.sweep_solve` passes per-point solves here, so
+    that one stiff point of a chunk integrated with shared steps fails alone.
     """
     params, n_points = check_params(params)
     devices = list(jax.local_devices() if devices is None else devices)
@@ -318,7 +322,7 @@ def run_sweep(
     chunk_size = chunk_size or auto_chunk
     try:
         return _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_size, devices, store, progress,
-                    process_index, process_count, ts)
+                    process_index, process_count, ts, fallback_fn)
     finally:
         if store is not None:
             store.close()
@@ -338,7 +342,7 @@ def _check_sizes(leaves, kept, params, n_points, chunk_size, n_dev, stored) -> t
 
 
 def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_size, devices, store, progress,
-         process_index, process_count, ts) -> SweepResult:
+         process_index, process_count, ts, fallback_fn=None) -> SweepResult:
     n_dev = len(devices)
     padded = math.ceil(chunk_size / n_dev) * n_dev
     n_chunks = math.ceil(n_points / chunk_size)
@@ -378,6 +382,10 @@ def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_siz
             if sharding is not None:
                 inputs = jax.device_put(inputs, sharding)
             rows = [np.asarray(x)[: stop - start] for x in jax.tree_util.tree_leaves(jax.device_get(compiled(inputs, constants)))]
+            if fallback_fn is not None and not rows[success_at].all():
+                fallback, _ = _compile(fallback_fn, devices)
+                rows = [np.asarray(x)[: stop - start]
+                        for x in jax.tree_util.tree_leaves(jax.device_get(fallback(inputs, constants)))]
             if store is not None:
                 store.commit(k, rows)
             collected[k] = [r if keep else None for r, keep in zip(rows, kept)]

@@ -273,8 +273,8 @@ def sweep_solve(
             max_steps, equation, ...); an unknown key is a ValueError naming it.
         batching: ``"solve"``: one batched solve per chunk (shared steps); ``"vmap"``: one solve per point,
             vmapped (own steps per point; better when stiffness differs a lot across points); ``"auto"``
-            (default): ``"solve"``,
-            and ``"vmap"`` only on request.
+            (default): ``"solve"``, and a chunk in which some point failed is computed again with ``"vmap"``, so
+            that a stiff point that hits ``max_steps`` fails alone instead of taking its chunk with it.
         **sweep_options: keyword arguments of :func:`~qllg_jax.sweep` (chunk_size, devices, progress, out,
             config, overwrite, keep_in_memory, ...).
 
@@ -328,7 +328,7 @@ def sweep_solve(
     method_object = resolve_method(options.pop("method", "auto"), rho0_example, dim, per_point="rho0" in functions)
     _observables(observables, dim, method_object)  # operators: (D, D); callables allowed for this method
     method = method_object.name
-    batching = "solve" if batching == "auto" else batching
+    batching_requested, batching = batching, "solve" if batching == "auto" else batching
     options["method"] = method_object
 
     physics = {
@@ -342,21 +342,25 @@ def sweep_solve(
         "observables": {name: fp.describe_callable(op) if _is_function(op) else fp.describe_array(np.asarray(op))
                         for name, op in sorted(observables.items())},
         "save_states": bool(save_states),
-        "batching": batching,
+        "batching": batching_requested,
         "version": fp.version(),
     }
     key = (_key_part(H), _key_part(rho0), _key_part(kappa), physics["ts"]["digest"],
            tuple((n, op if _is_function(op) else json.dumps(physics["observables"][n])) for n, op in observables.items()),
            bool(save_states), json.dumps(physics["solve_options"], sort_keys=True),
            options.get("solver") if not isinstance(options.get("solver"), (str, type(None))) else None, batching)
-    chunk_fn = _chunk_function(key, lambda: _build_chunk_function(
-        H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), options, batching))
-    return run_sweep(chunk_fn, params_np, physics=physics, per_point=per_point, ts=ts, **sweep_options)
+    def chunk_function(kind):
+        return _chunk_function(key[:-1] + (kind,), lambda: _build_chunk_function(
+            H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), options, kind))
+
+    fallback = chunk_function("vmap") if batching_requested == "auto" else None
+    return run_sweep(chunk_function(batching), params_np, physics=physics, per_point=per_point, ts=ts,
+                     fallback_fn=fallback, **sweep_options)
 
 
 def _describe_input(x, digests):
-    if digests is not None:
-        return {**fp.describe_callable(x), "per_point": fp.array_digest(digests)}
+    if digests is not None:  # a function of the point: its values at every point ARE the physics (not its code)
+        return {"function of the point": True, "per_point": fp.array_digest(digests)}
     if _is_model(x) or hasattr(x, "rank"):
         return fp.describe_tree(x)
     return fp.describe_array(np.asarray(x))
