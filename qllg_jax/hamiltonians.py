@@ -137,7 +137,7 @@ class SpinModel(eqx.Module):
         """
         dim = self.dim
         check_bytes(dense_bytes(dim, count=8), f"SpinModel.matrix() for D = {dim} ({self.n_sites} sites)", MATRIX_FREE_HINT)
-        return self.apply(jnp.eye(dim, dtype=complex))
+        return _dense_matrix(self)
 
     def classical_energy(self, m: jax.Array) -> jax.Array:
         """Classical energy with S_k → s_k m_k for unit vectors ``m`` of shape (N, 3).
@@ -163,6 +163,12 @@ class SpinModel(eqx.Module):
         """Effective field b_eff,k = −(1/s_k) ∂E/∂m_k, shape (N, 3); the classical LLG precesses m_k about it."""
         s = jnp.asarray(self.spins)
         return -jax.grad(self.classical_energy)(m) / s[:, None]
+
+
+@eqx.filter_jit
+def _dense_matrix(model: SpinModel) -> jax.Array:
+    """H·𝟙 in one compiled program (eagerly, each local term would compile kernels of its own)."""
+    return model.apply(jnp.eye(model.dim, dtype=complex))
 
 
 def fold_site_terms(dims, bonds, site_terms, bond_terms) -> tuple[list, list]:

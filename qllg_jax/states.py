@@ -5,6 +5,7 @@ Kets have shape (D,), density matrices (D, D); basis conventions as in :mod:`qll
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import jax
@@ -42,7 +43,9 @@ def basis_state(s: float, m: float) -> jax.Array:
     index = s - m
     if abs(index - round(index)) > 1e-12 or not 0 <= round(index) < d:
         raise ValueError(f"m = {m} is not a projection of spin {s}")
-    return jnp.zeros(d, dtype=complex).at[round(index)].set(1.0)
+    ket = np.zeros(d, dtype=complex)
+    ket[round(index)] = 1.0
+    return jnp.asarray(ket)
 
 
 def coherent_state(s: float, direction) -> jax.Array:
@@ -51,6 +54,11 @@ def coherent_state(s: float, direction) -> jax.Array:
     value = concrete_value(n)  # a traced direction (differentiating w.r.t. angles) is only shape-checked
     if n.shape != (3,) or (value is not None and (not np.all(np.isfinite(value)) or float(np.linalg.norm(value)) == 0)):
         raise ValueError(f"direction must be a non-zero 3-vector, got {direction!r}")
+    return _coherent_state(check_spin(s), n)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _coherent_state(s: float, n: jax.Array) -> jax.Array:
     n = n / jnp.linalg.norm(n)
     theta, phi = jnp.arccos(jnp.clip(n[2], -1, 1)), jnp.arctan2(n[1], n[0])
     sx, sy, sz = spin_matrices(s)
@@ -73,6 +81,12 @@ def product_state(kets: Sequence) -> jax.Array:
             raise ValueError(f"kets[{k}] must be a vector (d,), got shape {ket.shape}")
         checked.append(ket)
     _check_ket_size(math.prod(int(ket.shape[0]) for ket in checked), f"product_state of {len(checked)} kets")
+    values = [concrete_value(ket) for ket in checked]
+    if all(v is not None for v in values):  # numpy: no per-site eager kernels to compile
+        out = np.ones(1, dtype=complex)
+        for value in values:
+            out = np.kron(out, value)
+        return jnp.asarray(out)
     out = jnp.ones(1, dtype=complex)
     for ket in checked:
         out = jnp.kron(out, ket)
@@ -131,7 +145,12 @@ def werner_state(bell: str | jax.Array, p: float) -> jax.Array:
     ket = bell_state(bell) if isinstance(bell, str) else check_ket(bell, "bell", 4)
     if ket.shape != (4,):
         raise ValueError(f"bell must be a Bell state name or a two-qubit ket (4,), got shape {ket.shape}")
-    return (1 - p) / 4 * jnp.eye(4, dtype=complex) + p * density_matrix(ket)
+    return _werner(ket, jnp.asarray(p, dtype=float))
+
+
+@jax.jit
+def _werner(ket: jax.Array, p: jax.Array) -> jax.Array:
+    return (1 - p) / 4 * jnp.eye(4, dtype=complex) + p * ket[:, None] * jnp.conj(ket[None, :])
 
 
 def thermal_state(H, beta: float) -> jax.Array:
@@ -146,6 +165,11 @@ def thermal_state(H, beta: float) -> jax.Array:
     if H.ndim != 2:
         raise ValueError(f"H must be one (D, D) matrix, got shape {H.shape}")
     check_bytes(dense_bytes(H.shape[-1], count=4), f"thermal_state for D = {H.shape[-1]}", MATRIX_FREE_HINT)
+    return _thermal(H, beta)
+
+
+@jax.jit
+def _thermal(H: jax.Array, beta) -> jax.Array:
     energies, vectors = jnp.linalg.eigh(H)
     weights = jnp.exp(-beta * (energies - energies[0]))
     weights = weights / jnp.sum(weights)
@@ -158,6 +182,11 @@ def random_ket(key: jax.Array, dim: int) -> jax.Array:
     key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
     _check_ket_size(dim, "random_ket", copies=3)
+    return _random_ket(key, dim)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _random_ket(key, dim: int) -> jax.Array:
     re, im = jax.random.normal(key, (2, dim))
     psi = re + 1j * im
     return psi / jnp.linalg.norm(psi)
@@ -177,6 +206,11 @@ def random_density_matrix(key: jax.Array, dim: int, rank: int | None = None) -> 
         raise ValueError(f"rank must lie in [1, {dim}], got {rank}")
     check_bytes(KET_BYTES * (2 * dim * rank + 2 * dim * dim), f"random_density_matrix(dim = {dim}, rank = {rank})",
                 "a pure state (random_ket) needs only O(dim) memory")
+    return _random_density_matrix(key, dim, rank)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _random_density_matrix(key, dim: int, rank: int) -> jax.Array:
     re, im = jax.random.normal(key, (2, dim, rank))
     g = re + 1j * im
     rho = g @ jnp.conj(g.T)
@@ -192,6 +226,11 @@ def random_hamiltonian(key: jax.Array, dim: int) -> jax.Array:
     key = prng_key(key)
     dim = check_positive(dim, "dim", integer=True)
     check_bytes(dense_bytes(dim, count=4), f"random_hamiltonian(dim = {dim})", MATRIX_FREE_HINT)
+    return _random_hamiltonian(key, dim)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _random_hamiltonian(key, dim: int) -> jax.Array:
     re, im = jax.random.normal(key, (2, dim, dim))
     a = re + 1j * im
     return (a + jnp.conj(a.T)) / 2
