@@ -15,6 +15,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._linalg import dagger, matmul
+
 from ._checks import as_array, check_density_matrix, concrete_value, check_finite, check_hamiltonian, check_kappa, check_ket, check_times
 
 
@@ -35,29 +37,33 @@ def _divided_exp(mu, s):
 
 
 @jax.custom_jvp
-def _shifted_exponentials(H, s):
-    """E_t = exp(s_t (H − λ_min)) for Hermitian H (d, d) and complex rates s (T,); shape (T, d, d).
+def _propagate(H, W0, s):
+    """E_t W0 with E_t = exp(s_t (H − λ_min)), for Hermitian H (d, d), columns W0 (d, r) and complex rates s (T,);
+    shape (T, d, r). Computed as V (e^{s_t μ} ⊙ V†W0) — the columns only, never the (T, d, d) exponentials.
 
-    The custom JVP is the Daleckii–Krein formula dE = V (F ⊙ V†dH V) V† − s dλ_min E (+ ∂_s E ds) with
-    divided differences F: exact and finite at degenerate spectra of H, where differentiating eigh is not.
+    The custom JVP is the Daleckii–Krein formula dE = V (F ⊙ V†dH V) V† − s dλ_min E (+ ∂_s E ds) with divided
+    differences F, applied to W0: exact and finite at degenerate spectra of H, where differentiating eigh is not.
     """
     energies, vectors = jnp.linalg.eigh(H)
-    mu = energies - energies[0]
-    return jnp.einsum("ij,tj,kj->tik", vectors, jnp.exp(s[:, None] * mu[None, :]), jnp.conj(vectors))
+    exps = jnp.exp(s[:, None] * (energies - energies[0])[None, :])
+    return matmul(vectors[None], exps[:, :, None] * matmul(dagger(vectors), W0)[None])
 
 
-@_shifted_exponentials.defjvp
-def _shifted_exponentials_jvp(primals, tangents):
-    H, s = primals
-    dH, ds = tangents
+@_propagate.defjvp
+def _propagate_jvp(primals, tangents):
+    H, W0, s = primals
+    dH, dW0, ds = tangents
     energies, vectors = jnp.linalg.eigh(H)
     mu = energies - energies[0]
     exps = jnp.exp(s[:, None] * mu[None, :])
-    out = jnp.einsum("ij,tj,kj->tik", vectors, exps, jnp.conj(vectors))
-    rotated = jnp.conj(vectors.T) @ dH @ vectors
+    coefficients = matmul(dagger(vectors), W0)
+    out = matmul(vectors[None], exps[:, :, None] * coefficients[None])
+    rotated = matmul(matmul(dagger(vectors), dH), vectors)
     d_lowest = jnp.real(rotated[0, 0])
-    inner = _divided_exp(mu, s) * rotated[None] + (ds[:, None] * mu[None, :] * exps)[:, :, None] * jnp.eye(mu.shape[0])
-    tangent = vectors[None] @ inner @ jnp.conj(vectors.T)[None] - (s * d_lowest)[:, None, None] * out
+    inner = matmul(_divided_exp(mu, s) * rotated[None], coefficients[None])
+    inner = inner + (ds[:, None] * mu[None, :] * exps)[:, :, None] * coefficients[None]
+    inner = inner + exps[:, :, None] * matmul(dagger(vectors), dW0)[None]
+    tangent = matmul(vectors[None], inner) - (s * d_lowest)[:, None, None] * out
     return out, tangent
 
 
@@ -67,7 +73,7 @@ def propagate_columns(H, W0, ts, kappa):
     Differentiable in H, W0, ts and κ, with finite exact derivatives at degenerate spectra of H.
     """
     rate = (-1j - kappa) / (1 + kappa**2)
-    return _shifted_exponentials(H.astype(complex), (rate * ts).astype(complex)) @ W0
+    return _propagate(H.astype(complex), jnp.asarray(W0).astype(complex), (rate * ts).astype(complex))
 
 
 def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:

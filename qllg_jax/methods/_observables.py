@@ -14,6 +14,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._linalg import matmul
+
 
 def _evaluate(name: str, fn: Callable, rho: jax.Array) -> jax.Array:
     """fn(ϱ), checked to be an array of numbers (at trace time: nothing is computed twice)."""
@@ -40,14 +42,14 @@ class Observables(eqx.Module):
 
     def of_density(self, rho: jax.Array) -> dict:
         """Values for a density matrix ϱ (D, D)."""
-        values = {name: jnp.real(jnp.einsum("ij,ji->", rho, op)) for name, op in self.operators.items()}
+        values = {name: jnp.real(jnp.sum(rho * op.T)) for name, op in self.operators.items()}
         values.update({name: _evaluate(name, fn, rho) for name, fn in self.functions})
         return self._ordered(values)
 
     def of_frame(self, frame: jax.Array, weights: jax.Array) -> dict:
         """Values for ϱ = U diag(w) U† given by U (D, r) and w (r,): Re Σ_j w_j (U†AU)_jj for operators."""
         values = {
-            name: jnp.real(jnp.einsum("ij,ik,kj->", jnp.conj(frame), op, frame * weights[None, :]))
+            name: jnp.real(jnp.sum(jnp.conj(frame) * matmul(op, frame * weights[None, :])))
             for name, op in self.operators.items()
         }
         if self.functions:

@@ -22,7 +22,7 @@ def density_invariants(rho: jax.Array, H) -> dict:
     return {
         "trace": jnp.real(jnp.trace(rho)),
         "purity": jnp.sum(jnp.abs(rho) ** 2),
-        "energy": jnp.real(jnp.einsum("ij,ji->", rho, H.matrix())),
+        "energy": jnp.real(jnp.sum(rho * H.matrix().T)),
         "representation_error": jnp.max(jnp.abs(rho - jnp.conj(rho.T))),
     }
 

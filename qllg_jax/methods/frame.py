@@ -26,7 +26,7 @@ def frame_invariants(frame, weights, H) -> dict:
     return {
         "trace": jnp.real(jnp.sum(weights * jnp.diagonal(gram))),
         "purity": jnp.real(jnp.sum(weighted * weighted.T)),
-        "energy": jnp.real(jnp.sum(weights * jnp.einsum("ij,ij->j", jnp.conj(frame), H.apply(frame)))),
+        "energy": jnp.real(jnp.sum(weights[None, :] * jnp.conj(frame) * H.apply(frame))),
         "representation_error": jnp.max(jnp.abs(gram - jnp.eye(frame.shape[1]))),
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from .._linalg import dagger, matmul
 from ..exact import propagate_columns
 from .dense import Dense
 from .initial_state import RANK_TOL, InitialState
@@ -39,6 +40,10 @@ class TwoLevel(Dense):
     def evolve(self, rho0, H, kappa, aux, ts, equation: str):
         scale, kappa_eff = projector_reduction(equation, kappa, aux["b"])
         columns = propagate_columns(scale * H.matrix(), aux["range"], ts - ts[0], kappa_eff)
-        q, _ = jnp.linalg.qr(columns)
-        projector = q @ jnp.conj(jnp.swapaxes(q, -1, -2))
+        if columns.shape[-1] == 1:  # rank 1 (e.g. Werner p > 0): normalise, no QR per time
+            column = columns[..., 0] / jnp.linalg.norm(columns[..., 0], axis=-1, keepdims=True)
+            projector = column[..., :, None] * jnp.conj(column[..., None, :])
+        else:
+            q, _ = jnp.linalg.qr(columns)
+            projector = matmul(q, dagger(q))
         return aux["a"] * jnp.eye(rho0.shape[-1]) + aux["b"] * projector
