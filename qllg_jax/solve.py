@@ -146,12 +146,22 @@ class Result(eqx.Module):
         check_bytes(dense_bytes(dim, math.prod(source.shape[:-2 if self.kets is not None else -3])),
                     f"Result.states ({source.shape[:-1 if self.kets is not None else -2]} states of D = {dim})")
         if self.kets is not None:
-            return self.kets[..., :, None] * jnp.conj(self.kets[..., None, :])
-        return frame_density_matrix(self.frames, self.weights[..., None, :])
+            return _kets_to_states(self.kets)
+        return _frames_to_states(self.frames, self.weights)
 
     def diagnostics(self) -> Diagnostics:
         """Invariant drifts of this run (:class:`Diagnostics`, each field of shape (...,) = the batch shape)."""
         return self.checks
+
+
+@jax.jit
+def _kets_to_states(kets):
+    return kets[..., :, None] * jnp.conj(kets[..., None, :])
+
+
+@jax.jit
+def _frames_to_states(frames, weights):
+    return frame_density_matrix(frames, weights[..., None, :])
 
 
 # ------------------------------------------------------------------------------------------ host side
@@ -163,7 +173,10 @@ def _read_hamiltonian(H):
         return H, H.dim, tuple(jnp.shape(H.field)[:-2]), is_concrete(H)
     raw = H
     H = check_hamiltonian(H, "H")
-    return H, H.shape[-1], tuple(H.shape[:-2]), host_value(raw, H) is not None
+    value = host_value(raw, H)
+    if value is not None:  # numpy goes into the compiled solve as is (no eager device op per call)
+        H = np.asarray(value, dtype=complex)
+    return H, H.shape[-1], tuple(H.shape[:-2]), value is not None
 
 
 def _observables(observables, dim: int, method: Method) -> Observables:
