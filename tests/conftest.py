@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import jax
+import jax.monitoring
 import pytest
 
 import qllg_jax  # noqa: F401  (enables float64)
@@ -22,6 +23,30 @@ def pytest_configure(config):
         enable_compilation_cache(root / "qllg-jax-compilation-cache")
     except (ValueError, OSError, AttributeError):
         pass
+
+
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+_compile_logs: list[list[float]] = []  # one list per running `compiles` fixture
+
+
+def _record_compile(event, duration, **kwargs):
+    if event == BACKEND_COMPILE:
+        for log in _compile_logs:
+            log.append(duration)
+
+
+# registered once per process: jax.monitoring has no public unregister before JAX 0.8.1 (the floor is 0.6.1)
+jax.monitoring.register_event_duration_secs_listener(_record_compile)
+
+
+@pytest.fixture
+def compiles():
+    """A list that gets one entry (the duration in s) per XLA backend compilation while the test runs; clear it
+    before the call whose compilations you count."""
+    log: list[float] = []
+    _compile_logs.append(log)
+    yield log
+    _compile_logs.remove(log)
 
 
 @pytest.fixture
