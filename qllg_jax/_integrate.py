@@ -139,20 +139,23 @@ def failure_code(result) -> jax.Array:
     return jnp.where(result == diffrax.RESULTS.successful, FAILURE_NONE, code)
 
 
-def integrate(field: Callable, record: Callable, final: Callable, y0: jax.Array, ts: jax.Array,
-              options: SolveOptions, packing: str, batched: bool, max_step=None):
+def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array,
+              options: SolveOptions, packing: str, batched: bool, max_step=None, differentiated: bool = True):
     """Integrate ẏ = field(y) for complex y from ts[0] to ts[-1].
 
     Args:
-        field, record, final: functions of the complex state y (batched: (n, …)): the vector field, what
-            is saved at each of ``ts`` (a pytree), and what is saved at the final time reached.
+        field, record: functions of the complex state y (batched: (n, …)): the vector field and what is saved at
+            each of ``ts`` (a pytree).
         y0: complex initial state, (n, …) when ``batched``.
         packing: ``"hermitian"`` (y is a Hermitian matrix) or ``"complex"`` (any complex array).
         batched: y has a leading batch axis integrated with shared steps (norm :func:`batch_max_rms`).
         max_step: largest step (a traced scalar is fine); default ``options.max_step``.
+        differentiated: this integration is differentiated by JAX (use ``options.gradient``'s adjoint); False: a
+            plain while loop (the primal of solve, whose derivatives go through a separate capped integration).
 
     Returns:
-        (saved pytree with the time axis leading (T, …), final pytree, stats dict of scalars (num_steps,
+        (saved pytree with the time axis leading (T, …), the complex state at the final time reached, stats dict of
+        scalars (num_steps,
         num_accepted_steps, num_rejected_steps, t_reached (NaN with backsolve), failure)).
     """
     if options.complex_state:
@@ -174,19 +177,21 @@ def integrate(field: Callable, record: Callable, final: Callable, y0: jax.Array,
     else:
         saveat = diffrax.SaveAt(subs=[
             diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: record(unpack(y))),
-            diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: (t, final(unpack(y)))),
+            diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: (t, y)),
         ])
         term, args = diffrax.ODETerm(lambda t, y, args: pack(field(unpack(y)))), None
     sol = diffrax.diffeqsolve(
         term, options.solver, t0=ts[0], t1=ts[-1], dt0=None, y0=pack(y0), saveat=saveat,
-        stepsize_controller=controller, args=args, adjoint=adjoint(options, y0), max_steps=options.max_steps,
+        stepsize_controller=controller, args=args, max_steps=options.max_steps,
+        adjoint=adjoint(options, y0) if differentiated or options.gradient == "backsolve" else diffrax.ForwardMode(),
         throw=False, progress_meter=diffrax.TqdmProgressMeter() if options.progress else diffrax.NoProgressMeter(),
     )
     if options.gradient == "backsolve":
         states = jax.vmap(unpack)(sol.ys)
-        saved, last, t_reached = jax.vmap(record)(states), final(states[-1]), jnp.asarray(jnp.nan)
+        saved, last, t_reached = jax.vmap(record)(states), states[-1], jnp.asarray(jnp.nan)
     else:
         saved, (t_reached, last) = sol.ys[0], jax.tree_util.tree_map(lambda x: x[0], sol.ys[1])
+        last = unpack(last)
     stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
     stats["t_reached"] = t_reached
     stats["failure"] = failure_code(sol.result)

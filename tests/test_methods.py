@@ -244,38 +244,41 @@ def test_ket_batches_with_n_equal_to_D():
 
 # ---------------------------------------------------------------- auto
 def test_auto_selection_rules(key):
-    ts = jnp.array([0.0, 0.5])
-    H = q.dimer_hamiltonian((1.0, 0.0, 0.0), 1.0, (0.0, 0.0, 0.0))
-    method = lambda H, rho, **kw: q.solve(H, rho, ts, KAPPA, invariant_tol=None, **kw).method  # noqa: E731
-    assert method(H, KET) == "exact" and method(H, q.density_matrix(KET)) == "exact"
-    assert method(H, WERNER) == "two_level" and method(H, q.werner_state("phi+", -0.2)) == "two_level"
-    assert method(H, THERMAL) == "frame"
-    assert method(random_chain(key, 4), q.random_density_matrix(key, 16, rank=3)) == "frame"
-    assert method(H, np.stack([WERNER, THERMAL])) == "frame"  # every element must qualify
-    assert method(H, KET, equation="qll") == "exact" and method(H, THERMAL, equation="qll") == "frame"
-    big = q.chain_model(9, dmi=(0.0, 0.0, 0.3))  # D = 512 > EXACT_MAX_DIM
+    """The rules of method="auto" (qllg_jax.methods.resolve_method, the one function solve, sweeps and the CLI use),
+    read from host values; solve reports the same choice (the other tests run each method)."""
+    from qllg_jax.methods import read_initial_state, resolve_method
+
+    def method(rho, dim=4, name="auto"):
+        return resolve_method(name, read_initial_state(rho, dim), dim).name
+
+    assert method(KET) == "exact" and method(q.density_matrix(KET)) == "exact"
+    assert method(WERNER) == "two_level" and method(q.werner_state("phi+", -0.2)) == "two_level"
+    assert method(THERMAL) == "frame" and method(q.random_density_matrix(key, 16, rank=3), 16) == "frame"
+    assert method(np.stack([WERNER, THERMAL])) == "frame"  # every element must qualify
+    assert method(np.stack([q.werner_state("phi+", 0.5), q.werner_state("phi+", -0.2)])) == "frame"  # ranks 1 and 3
     psi = q.product_state([q.basis_state(0.5, 0.5)] * 8 + [q.basis_state(0.5, -0.5)])
-    assert method(big, psi, save_states=False) == "ket"
-    assert method(H, THERMAL, method="low_rank") == "frame" and method(H, KET, method="pure") == "ket"
+    assert method(psi, 512) == "ket"  # D = 512 > EXACT_MAX_DIM
+    assert method(THERMAL, name="low_rank") == "frame" and method(KET, name="pure") == "ket"
     with pytest.raises(ValueError, match="pure"):
-        q.solve(H, WERNER, ts, KAPPA, method="ket")
-    with pytest.raises(ValueError, match="traced"):
-        jax.jit(lambda p: q.solve(H, q.werner_state("psi-", p), ts, KAPPA, method="frame").states)(0.5)
+        method(WERNER, name="ket")
     with pytest.raises(ValueError, match="unknown method"):
-        q.solve(H, KET, ts, KAPPA, method="fastest")
+        method(KET, name="fastest")
+    ts = jnp.array([0.0, 0.5])
+    assert q.solve(H_DIMER, WERNER, ts, KAPPA, equation="qll").method == "two_level"
+    with pytest.raises(ValueError, match="traced"):
+        jax.jit(lambda p: q.solve(H_DIMER, q.werner_state("psi-", p), ts, KAPPA, method="frame").states)(0.5)
 
 
-def test_result_fields_are_uniform_across_methods(key):
-    model = random_chain(key, 2)
+def test_result_fields_are_uniform_across_methods():
     for method, rho0 in [("dense", THERMAL), ("frame", THERMAL), ("ket", KET), ("exact", KET), ("two_level", WERNER)]:
-        result = q.solve(model, rho0, TS, KAPPA, method=method, invariant_tol=None)
+        result = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, invariant_tol=None)
         assert set(result.invariants) == {"trace", "purity", "energy", "representation_error"}
         assert set(result.stats) == {"num_steps", "num_accepted_steps", "num_rejected_steps", "t_reached", "failure"}
         assert all(np.shape(v) == (len(TS),) for v in result.invariants.values())
         assert result.states.shape == (len(TS), 4, 4) and bool(result.success)
         np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e-9)
-        np.testing.assert_allclose(result.invariants["energy"], np.real(np.einsum("tij,ji->t", result.states, model.matrix())), atol=1e-9)
-        nothing = q.solve(model, rho0, TS, KAPPA, method=method, save_states=False, invariant_tol=None)
+        np.testing.assert_allclose(result.invariants["energy"], np.real(np.einsum("tij,ji->t", result.states, H_DIMER)), atol=1e-9)
+        nothing = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, save_states=False, invariant_tol=None)
         assert nothing.states is None and nothing.kets is None and nothing.frames is None
 
 

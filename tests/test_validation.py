@@ -303,8 +303,7 @@ def test_nan_vector_field_mid_run_reports_the_time_it_appeared():
     fine = np.linspace(0.0, 2.0, 2001)
     population = _up_down_population(H, 0.1, fine)
     crossing = fine[np.argmax(population < 0.9)]  # first time the field is NaN (to 1e-3)
-    ys, final, stats = integrate(poisoned, lambda rho: {"rho": rho}, lambda rho: rho, rho0, ts, options, "hermitian",
-                                 batched=False)
+    ys, final, stats = integrate(poisoned, lambda rho: {"rho": rho}, rho0, ts, options, "hermitian", batched=False)
     assert int(stats["failure"]) == FAILURE_DT_COLLAPSE
     # the last accepted step ends before the crossing, within one step (≲ 0.1 here) of it
     assert crossing - 0.15 < float(stats["t_reached"]) <= crossing + 1e-3

@@ -8,7 +8,8 @@ A method is a small :class:`eqx.Module` (its options are static fields) that own
   equation)`` (closed forms, ``closed_form = True``): the dynamics;
 - ``record(y, H, aux, observables, save_states)``: what is saved per time — the invariants ``trace``,
   ``purity``, ``energy`` and ``representation_error``, the observables and (when ``save_states``) the state;
-- ``spectrum(y, aux)``: the eigenvalues of ϱ that the representation carries (conserved by q-LLG).
+- ``spectrum_drift(y, y0, aux)``: how far the spectrum of ϱ (conserved by q-LLG) moved from ϱ0 to ϱ: the exact
+  largest eigenvalue change (dense), an upper bound of it (frame: Weyl), or the change of ‖ψ‖² (kets).
 
 ``H`` arrives as an :class:`~qllg_jax.methods._operator.Operator` (dense when ``needs_dense_H``).
 Batching, packing into real arrays, the diffrax call and failure handling are :func:`solve`'s, not the method's.

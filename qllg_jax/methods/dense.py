@@ -55,5 +55,5 @@ class Dense(Method):
             out["states"] = rho
         return out
 
-    def spectrum(self, rho, aux):
-        return jnp.linalg.eigvalsh(rho)
+    def spectrum_drift(self, rho, rho0, aux):
+        return jnp.max(jnp.abs(jnp.linalg.eigvalsh(rho) - jnp.linalg.eigvalsh(rho0)))

@@ -62,6 +62,9 @@ class Frame(Method):
             out["frames"] = frame
         return out
 
-    def spectrum(self, frame, aux):
+    def spectrum_drift(self, frame, frame0, aux):
+        """‖W^½ (U†U − U0†U0) W^½‖_F: by Weyl's inequality an upper bound of the largest eigenvalue change of ϱ
+        (its eigenvalues are those of W^½ U†U W^½), with no eigendecomposition."""
         root = jnp.sqrt(aux["weights"])
-        return jnp.linalg.eigvalsh(root[:, None] * matmul(dagger(frame), frame) * root[None, :])[::-1]
+        change = matmul(dagger(frame), frame) - matmul(dagger(frame0), frame0)
+        return jnp.sqrt(jnp.sum(jnp.abs(root[:, None] * change * root[None, :]) ** 2))

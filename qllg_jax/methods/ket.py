@@ -62,5 +62,5 @@ class Ket(Method):
             out["kets"] = psi
         return out
 
-    def spectrum(self, psi, aux):
-        return jnp.real(jnp.vdot(psi, psi))[None]
+    def spectrum_drift(self, psi, psi0, aux):
+        return jnp.abs(jnp.real(jnp.vdot(psi, psi)) - jnp.real(jnp.vdot(psi0, psi0)))
