@@ -202,6 +202,25 @@ CASES = [
          words=("D = 512", "4.0 MiB", "method='ket'"), names="density_matrix", memory_limit=SMALL_LIMIT),
     Case("size | chain_model(70).matrix(): D = 2^70 exactly", lambda n: q.chain_model(n).matrix(), "n", 70,
          error=SizeError, words=(f"D = {2**70}",), names="SpinModel.matrix()"),
+    # ------------------------------------------------------------------ solve (audit rows; host checks before compute)
+    Case("solve_H | H string", q.solve, "H", "H", words=("array-like of numbers",), kwargs=dict(rho0=RHO, ts=TS)),
+    Case("solve_H | H (0,0) empty", q.solve, "H", np.zeros((0, 0)), words=("d >= 1",), kwargs=dict(rho0=RHO, ts=TS)),
+    Case("solve_H | H batch mismatched with rho batch (3,4,4) vs (2,4,4)", q.solve, "H", np.stack([np.eye(4)] * 3),
+         words=("batch axes do not broadcast", "rho0 (2,)"), kwargs=dict(rho0=np.stack([RHO] * 2), ts=TS)),
+    Case("solve_kappa | kappa array wrong shape (3,) vs H batch (2)", q.solve, "kappa", np.ones(3),
+         words=("batch axes do not broadcast", "H (2,)"), kwargs=dict(H=np.stack([np.eye(4)] * 2), rho0=RHO, ts=TS)),
+    Case("solve_kappa | observable callable returning string", q.solve, "observables", {"x": lambda rho: "text"},
+         words=("array of numbers",), kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS)),
+    Case("solve rtol 1e-30 (the failure hint blamed NaN)", q.solve, "rtol", 1e-30, words=(">= 1e-14", "float64"),
+         kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS)),
+    Case("solve four kets of dimension 4 read as a density matrix", q.solve, "rho0", np.eye(4)[::-1] * 2,
+         words=("(..., 4, 1)",), kwargs=dict(H=np.eye(4), ts=TS)),
+    Case("solve method 'ket' for a mixed state", q.solve, "method", "ket", words=("pure",),
+         kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS)),
+    Case("observables | projector_exact W0 zero", q.projector_exact, "W0", np.zeros((4, 1)),
+         words=("independent columns",), kwargs=dict(H=np.eye(4), ts=TS, kappa=0.1)),
+    Case("observables | projector_exact W0 dependent columns", q.projector_exact, "W0", np.ones((4, 2)),
+         words=("independent columns",), kwargs=dict(H=np.eye(4), ts=TS, kappa=0.1)),
 ]
 
 

@@ -351,3 +351,33 @@ def test_loose_tolerance_warns_and_tight_does_not():
         warnings.simplefilter("error", q.InvariantWarning)
         q.solve(H2, RHO, ts, 0.5, method="dense")  # default tolerances: drift far below 1e-6
         q.solve(H2, RHO, ts, 0.5, method="dense", rtol=1e-2, atol=1e-2, invariant_tol=None)  # disabled
+
+
+# ---------------------------------------------------------------- traced inputs: runtime checks inside the solve
+def test_traced_invalid_inputs_fail_with_their_reason():
+    """Audit rows 'jit: traced …' and 'vmap: … batch with one …': a traced invalid H, κ, ϱ0 or ts can only be checked
+    at run time; each bad element fails with its own code (5 H, 6 κ, 7 ϱ0, 8 ts), the valid ones succeed."""
+    nan_H = np.where(np.eye(4, dtype=bool), np.nan, H2)
+
+    def codes(fn, batch):
+        return np.asarray(jax.jit(jax.vmap(fn))(batch)).tolist()
+
+    solve_code = lambda *args, **kw: q.solve(*args, throw=False, invariant_tol=None, **kw).stats["failure"]  # noqa: E731
+    assert codes(lambda h: solve_code(h, RHO, TS, 0.2), np.stack([H2, NON_HERMITIAN, nan_H])) == [0, 5, 5]
+    assert codes(lambda k: solve_code(H2, RHO, TS, k), np.array([0.2, -0.1, np.nan])) == [0, 6, 6]
+    assert codes(lambda r: solve_code(H2, r, TS, 0.2), np.stack([RHO, BAD_TRACE, NEGATIVE])) == [0, 7, 7]
+    assert codes(lambda psi: solve_code(H2, psi, TS, 0.2), np.stack([PSI, 2 * PSI])) == [0, 7]
+    assert codes(lambda r: solve_code(H2, r, TS, 0.2, method="exact"), np.stack([q.density_matrix(PSI), RHO])) == [0, 7]
+    assert codes(lambda t: solve_code(H2, RHO, t, 0.2), np.stack([TS, TS[::-1]])) == [0, 8]
+    nan_field = lambda b: solve_code(q.dimer_model(B=jnp.stack([b, 0.0, 0.0])), RHO, TS, 0.2)  # noqa: E731
+    assert codes(nan_field, np.array([1.0, np.nan])) == [0, 5]
+    with pytest.raises(Exception, match="q-LLG solve failed: invalid input: kappa is negative or not finite"):
+        jax.block_until_ready(jax.jit(lambda k: q.solve(H2, RHO, TS, k).states)(-0.1))
+
+
+def test_diagnostics_after_a_failed_solve():
+    """Audit row 'max_steps 5 throw=False': the diagnostics of a failed run are values, not an error."""
+    result = q.solve(H2, RHO, TS, 0.2, max_steps=5, throw=False)
+    assert not bool(result.success) and int(result.stats["failure"]) == 1
+    assert set(result.diagnostics().as_dict()) == {"trace_error", "hermiticity_error", "purity_drift", "spectrum_drift",
+                                                   "energy_increase"}
