@@ -32,7 +32,7 @@ from .observables import (
 )
 from .interop import from_qutip, to_qutip
 from .operators import embed, pauli_matrices, site_spin_operators, spin_dim, spin_matrices
-from .solve import Diagnostics, Result, SolveError, solve
+from .solve import Diagnostics, Result, SolveError, estimate_memory, solve
 from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
 from .design import FitError, FitResult
 from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
@@ -117,6 +117,7 @@ __all__ = [
     "Diagnostics",
     "Result",
     "SolveError",
+    "estimate_memory",
     "solve",
     "design",
     "FitError",

@@ -224,6 +224,20 @@ def _estimate_bytes(method: Method, dim: int, y0, n: int, n_saves: int, save_sta
     return n * (saved + working)
 
 
+def estimate_memory(H, rho0, ts, kappa=0.0, *, method: str | Method = "auto", save_states: bool = True,
+                    strategy: str = "auto", gauge_fix: bool = True) -> tuple[str, int]:
+    """(the method ``solve`` would run, its estimated peak memory in bytes) for these inputs — the same host
+    reading and method resolution as :func:`solve`, no compute. The CLI prints it before long runs; ``solve``
+    refuses with :class:`~qllg_jax.SizeError` when it exceeds :func:`~qllg_jax.memory_limit`."""
+    H, dim, h_batch, _ = _read_hamiltonian(H)
+    state = read_initial_state(rho0, dim)
+    ts, kappa = check_times(ts), check_kappa(kappa)
+    chosen = resolve_method(method, state, dim, strategy=strategy, gauge_fix=gauge_fix)
+    y0, _ = chosen.initial(state)
+    batch = _broadcast_batch({"H": h_batch, "rho0": state.batch_shape, "kappa": tuple(kappa.shape)})
+    return chosen.name, _estimate_bytes(chosen, dim, y0, math.prod(batch), ts.shape[0], save_states)
+
+
 def solve(
     H,
     rho0,

@@ -123,7 +123,13 @@ def run(args) -> int:
         status(f"qllg run: replacing the earlier qllg run output in {out}/")
     if coupling_note(table):
         status(f"qllg run: note: {coupling_note(table)}")
-    status(f"qllg run: {_describe(system)}; solving (a first run compiles; later runs reuse the compilation cache)")
+    from .._guards import format_bytes
+    from ..solve import estimate_memory
+
+    method, nbytes = estimate_memory(system.model, system.rho0, system.ts, system.kappa, method=system.method,
+                                     save_states=False)
+    status(f"qllg run: {_describe(system)}; method {method!r}, about {format_bytes(nbytes)} of memory; solving "
+           "(a first run compiles; later runs reuse the compilation cache)")
     result = system.solve(progress=args.progress, save_states=False, throw=False)
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
