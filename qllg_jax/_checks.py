@@ -34,21 +34,29 @@ def is_qobj(x) -> bool:
 
 def as_array(x, name: str = "x"):
     """``x`` as an array: a ``qutip.Qobj`` becomes its dense matrix (a ket (d, 1) becomes a vector (d,)),
-    a list/tuple of Qobj is stacked; anything else passes through ``jnp.asarray`` (tracers untouched)."""
+    a list/tuple of Qobj is stacked. Host data (numpy arrays, lists, Python numbers) stays a numpy array —
+    converting it with ``jnp.asarray`` would compile a small device kernel per shape on first use, and inside
+    ``jax.jit`` turn a constant into a tracer; JAX arrays and tracers pass through ``jnp.asarray``."""
     if is_qobj(x):
         value = np.asarray(x.full())
-        return jnp.asarray(value[:, 0] if getattr(x, "isket", False) else value)
+        return value[:, 0] if getattr(x, "isket", False) else value
     if isinstance(x, (list, tuple)) and x and all(is_qobj(item) for item in x):
-        return jnp.stack([as_array(item, name) for item in x])
+        return np.stack([as_array(item, name) for item in x])
     if isinstance(x, (str, bytes)) or x is None:
         raise ValueError(f"{name} must be an array-like of numbers, got {type(x).__name__} {x!r}")
+    host = isinstance(x, (np.ndarray, np.generic, int, float, complex, list, tuple)) and not isinstance(x, bool)
     try:
-        array = jnp.asarray(x)
+        array = np.asarray(x) if host and not _holds_jax(x) else jnp.asarray(x)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be an array-like of numbers, got {type(x).__name__}: {error}") from None
     if not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):
         raise ValueError(f"{name} must be an array-like of numbers, got dtype {array.dtype}")
     return array
+
+
+def _holds_jax(x) -> bool:
+    """A list/tuple holding JAX arrays or tracers (converted with jnp.asarray, never to numpy)."""
+    return isinstance(x, (list, tuple)) and any(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(x))
 
 
 def host_value(raw, array=None) -> np.ndarray | None:

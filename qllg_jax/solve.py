@@ -358,7 +358,7 @@ def solve(
         success=out["success"],
         kets=saved.get("kets"),
         frames=saved.get("frames"),
-        weights=jnp.broadcast_to(aux["weights"], batch + aux["weights"].shape[-1:]) if "frames" in saved else None,
+        weights=_broadcast(aux["weights"], batch) if "frames" in saved else None,
         stored_states=saved.get("states"),
         checks=out["diagnostics"],
         method=chosen.name,
@@ -373,6 +373,12 @@ def solve(
             warn_invariants(result.checks, invariant_tol, f"solve (method {chosen.name!r})",
                             {"energy_increase": energy_scale})
     return result
+
+
+def _broadcast(weights, batch):
+    """The frame weights (…, r) broadcast to the batch (numpy stays numpy: no eager device kernel)."""
+    xp = np if isinstance(weights, np.ndarray) else jnp
+    return xp.broadcast_to(weights, batch + weights.shape[-1:])
 
 
 # ---------------------------------------------------------------------------------------- compiled side

@@ -45,12 +45,12 @@ class Frame(Method):
             return state.frame.frame.astype(complex), {"weights": jnp.asarray(state.frame.weights, dtype=float)}
         if state.kind == "ket":
             psi = state.array
-            return psi[..., None], {"weights": jnp.ones(psi.shape[:-1] + (1,))}
-        values, vectors = state.eigh
+            return psi[..., None], {"weights": np.ones(psi.shape[:-1] + (1,))}
+        values, vectors = state.eigh  # host arrays stay numpy until the compiled solve (no eager device kernels)
         rank = int(np.max(state.ranks()))
         weights = np.where(values[..., :rank] > RANK_TOL, values[..., :rank], 0.0)
         weights = weights / np.sum(weights, axis=-1, keepdims=True)
-        return jnp.asarray(vectors[..., :rank], dtype=complex), {"weights": jnp.asarray(weights)}
+        return np.asarray(vectors[..., :rank], dtype=complex), {"weights": weights}
 
     def vector_field(self, frame, H, kappa, aux, equation: str):
         return FrameQLLG(kappa, aux["weights"], self.gauge_fix, equation)(frame, H.apply)

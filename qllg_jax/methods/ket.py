@@ -12,6 +12,7 @@ Neumann is κ = 0, so every equation is a (scale of H, κ) pair (:func:`projecto
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 
 from ..equations.pure import PureQLLG
 from ._method import Method
@@ -36,7 +37,7 @@ def top_eigenvector(state: InitialState):
     if state.kind == "frame":
         return state.frame.frame[:, 0].astype(complex)
     if state.known:
-        return jnp.asarray(state.eigh[1][..., :, 0], dtype=complex)
+        return np.asarray(state.eigh[1][..., :, 0], dtype=complex)
     return jnp.linalg.eigh(state.array)[1][..., :, -1]
 
 

@@ -34,7 +34,7 @@ class TwoLevel(Dense):
         if np.any(rank != rank.flat[0]):
             raise ValueError(f"method 'two_level' needs one projector rank across the batch, got ranks {np.unique(rank)}")
         rank = int(rank.flat[0])
-        aux = {"a": jnp.asarray(low), "b": jnp.asarray(high - low), "range": jnp.asarray(vectors[..., :rank], dtype=complex)}
+        aux = {"a": np.asarray(low), "b": np.asarray(high - low), "range": np.asarray(vectors[..., :rank], dtype=complex)}
         return super().initial(state)[0], aux
 
     def evolve(self, rho0, H, kappa, aux, ts, equation: str):
