@@ -240,18 +240,11 @@ def check_positive(value, name: str, *, integer: bool = False, allow_zero: bool 
 
 def check_spins(spins, name: str = "spins") -> tuple[float, ...]:
     """A non-empty sequence of spin quantum numbers, each a positive multiple of 1/2."""
+    from ._validate import check_spin  # (_validate builds on this module)
+
     if isinstance(spins, (str, bytes)) or not hasattr(spins, "__len__") or len(spins) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of spins (multiples of 1/2), got {spins!r}")
-    out = []
-    for s in spins:
-        try:
-            two_s = 2 * float(s)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must hold numbers, got {s!r}") from None
-        if not (np.isfinite(two_s) and two_s > 0 and abs(two_s - round(two_s)) < 1e-12):
-            raise ValueError(f"{name}: spin s must be a positive multiple of 1/2, got {s!r}")
-        out.append(round(two_s) / 2)
-    return tuple(out)
+    return tuple(check_spin(s, f"{name}[{k}]") for k, s in enumerate(spins))
 
 
 def check_bonds(bonds, n_sites: int, name: str = "bonds") -> tuple[tuple[int, int], ...]:
