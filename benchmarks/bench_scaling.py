@@ -1,9 +1,11 @@
-"""N-spin scaling of the dense mixed, low-rank mixed (rank 4) and pure-state paths: time and peak memory vs N.
+"""N-spin scaling of the methods: dense and frame (full-rank mixed), frame of rank 4, ket (pure): time and memory vs N.
 
 System: open spin-1/2 chain, Heisenberg J = 1 + DMI D = (0.1, 0.2, 0.3) + field b = (0.2, 0, 0.1), κ = 0.1,
 t ∈ [0, 10], 11 saved times. Initial states: pure — a spin-spiral product state (coherent states);
 rank 4 — ϱ = Σ_k w_k |u_k⟩⟨u_k| with w = (0.4, 0.3, 0.2, 0.1) and u_k four orthonormal spiral product
-states' Gram–Schmidt (passed as a LowRankState: never a D×D matrix); dense — a random full-rank ϱ.
+states' Gram–Schmidt (passed as a LowRankState: never a D×D matrix); dense and frame (full rank) — a random
+full-rank ϱ, integrated by the dense linear-solve method and by the frame method (the default for it).
+Paths keep their earlier names: "pure" runs method "ket", "low_rank" method "frame" with a rank-4 state.
 
 Each (path, N) runs in a fresh subprocess (so peak RSS = resource.getrusage ru_maxrss of that run) with a
 wall-clock limit; the reported time includes JIT compilation (seconds; it is < 3 s here). Results go to
@@ -29,6 +31,7 @@ import time
 RESULTS = Path(__file__).resolve().parent / "results"
 KAPPA, T1 = 0.1, 10.0
 WEIGHTS = (0.4, 0.3, 0.2, 0.1)
+PATHS = ("dense", "frame", "low_rank", "pure")
 
 
 def spiral(n, offset=0.0):
@@ -53,7 +56,7 @@ def run_one(path: str, n: int, rtol: float) -> dict:
         frame, _ = jnp.linalg.qr(columns)
         rho0, method = q.LowRankState(frame, jnp.asarray(WEIGHTS)), "low_rank"
     else:
-        rho0, method = q.random_density_matrix(jax.random.PRNGKey(n), model.dim), "dense"
+        rho0, method = q.random_density_matrix(jax.random.PRNGKey(n), model.dim), path  # "dense" or "frame"
     def run():
         start = time.perf_counter()
         out = q.solve(model, rho0, ts, KAPPA, method=method, rtol=rtol, atol=rtol * 1e-2, save_states=False, invariant_tol=None)
@@ -84,7 +87,7 @@ def plot(rows, path):
     import matplotlib.pyplot as plt
 
     fig, (ax_t, ax_m) = plt.subplots(1, 2, figsize=(10, 4))
-    for name in ("dense", "low_rank", "pure"):
+    for name in PATHS:
         sel = [r for r in rows if r["path"] == name and "seconds" in r]
         if sel:
             ax_t.semilogy([r["N"] for r in sel], [r["seconds"] for r in sel], "o-", label=name)
@@ -101,7 +104,7 @@ def plot(rows, path):
 
 def main(args):
     RESULTS.mkdir(exist_ok=True)
-    plan = [("dense", n) for n in range(2, args.dense_nmax + 1)]
+    plan = [(p, n) for p in ("dense", "frame") for n in range(2, args.dense_nmax + 1)]
     plan += [(p, n) for p in ("low_rank", "pure") for n in args.ns if n <= args.nmax]
     plan = [(p, n) for p, n in plan if p in args.paths]
     previous = RESULTS / "scaling.json"
@@ -122,7 +125,7 @@ def main(args):
         rows.append(row)
         print(json.dumps(row), flush=True)
         (RESULTS / "scaling.json").write_text(json.dumps({"rtol": args.rtol, "rows": rows}, indent=1))
-    rows.sort(key=lambda r: (("dense", "low_rank", "pure").index(r["path"]), r["N"]))
+    rows.sort(key=lambda r: (PATHS.index(r["path"]), r["N"]))
     plot(rows, RESULTS / "scaling.png")
     print("| path | N | D | steps | time incl. compile (s) | warm time (s) | peak RSS (MiB) |\n|---|---|---|---|---|---|---|")
     for r in rows:
@@ -141,7 +144,7 @@ if __name__ == "__main__":
     parser.add_argument("--nmax", type=int, default=20)
     parser.add_argument("--dense-nmax", type=int, default=6)
     parser.add_argument("--ns", type=int, nargs="+", default=[4, 8, 12, 16, 18, 20], help="N of the fast paths")
-    parser.add_argument("--paths", nargs="+", default=["dense", "low_rank", "pure"])
+    parser.add_argument("--paths", nargs="+", default=list(PATHS))
     parser.add_argument("--merge", action="store_true", help="keep rows of benchmarks/results/scaling.json not re-run")
     args = parser.parse_args()
     if args.one:
