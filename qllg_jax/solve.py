@@ -48,6 +48,7 @@ from ._integrate import (
     FAILURE_REASONS,
     GRADIENTS,
     SolveOptions,
+    derivative_options,
     derivative_step_cap,
     integrate,
 )
@@ -478,15 +479,16 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
 
         def run(dynamic, capped: bool):
             operator, y0, aux, kappa, ts, observables = eqx.combine(dynamic, static)
+            options_ = derivative_options(options, dynamic) if capped else options
             scale = 1 + jnp.max(kappa) ** 2 if options.equation == "qll" else 1.0
 
             def cap(h):
-                return derivative_step_cap(scale * h.spectral_width(), options) if capped else None
+                return derivative_step_cap(scale * h.spectral_width(), options_) if capped else None
 
             if batched and options.batching == "vmap":
                 def one(y, h, k, a):
                     f, r, s = _trajectory(method, options, observables, False, (None, None, None))
-                    return integrate(lambda x: f(x, h, k, a), lambda x: r(x, h, a), lambda x: s(x, a), y, ts, options,
+                    return integrate(lambda x: f(x, h, k, a), lambda x: r(x, h, a), lambda x: s(x, a), y, ts, options_,
                                      method.packing, batched=False, max_step=cap(h))
 
                 return jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis))(y0, operator, kappa, aux)
@@ -496,7 +498,7 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
             field, record, spectrum = _trajectory(method, options, observables, batched, (h_axis, k_axis, aux_axis))
             saved, final, stats = integrate(
                 lambda y: field(y, operator, kappa, aux), lambda y: record(y, operator, aux), lambda y: spectrum(y, aux),
-                y0, ts, options, method.packing, batched=batched, max_step=step_cap,
+                y0, ts, options_, method.packing, batched=batched, max_step=step_cap,
             )
             if batched:
                 saved = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), saved)
