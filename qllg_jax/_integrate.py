@@ -99,8 +99,13 @@ def unpack_complex(y: jax.Array) -> jax.Array:
 PACKINGS = {"hermitian": (pack_hermitian, unpack_hermitian), "complex": (pack_complex, unpack_complex)}
 
 
-def batch_max_rms(x: jax.Array) -> jax.Array:
-    """max over the leading (batch) axis of each member's RMS; members that are NaN/inf are left out."""
+def batch_max_rms(x) -> jax.Array:
+    """max over the leading (batch) axis of each member's RMS; members that are NaN/inf are left out. A pytree (the
+    augmented state (y, adjoint of y, adjoint of the args) of BacksolveAdjoint's backward solve): max over leaves."""
+    leaves = jax.tree_util.tree_leaves(x)
+    if len(leaves) != 1:
+        return jnp.max(jnp.stack([batch_max_rms(leaf) for leaf in leaves]))
+    x = leaves[0]
     rms = jnp.sqrt(jnp.mean(jnp.abs(x) ** 2, axis=tuple(range(1, x.ndim))))
     finite = jnp.isfinite(rms)
     return jnp.where(jnp.any(finite), jnp.max(jnp.where(finite, rms, 0.0)), jnp.inf)
