@@ -279,9 +279,11 @@ def stationary_reference():
 
 
 def _case_losses(x, names, rho0, **options):
-    """x = (B_x, D_z, κ) ↦ Σ_t w_t Re Tr(ϱ(t) A) per case, shape (len(names),), one batched solve."""
+    """x = (B_x, D_z, κ) ↦ Σ_t w_t Re Tr(ϱ(t) A) per case, shape (len(names),), one batched solve. batching="vmap":
+    each trajectory takes its own steps (with shared steps a moving neighbour would set the steps of a stationary
+    state and hide a wrong derivative; solver and tolerances stay the defaults)."""
     H = jnp.stack([_family_hamiltonian(x, CASES[c][0]) for c in names])
-    res = q.solve(H, rho0, SAVES, x[2], observables={"a": OBSERVABLE}, save_states=False, **options)
+    res = q.solve(H, rho0, SAVES, x[2], observables={"a": OBSERVABLE}, save_states=False, batching="vmap", **options)
     return res.observables["a"] @ SAVE_WEIGHTS, res.method
 
 
