@@ -123,7 +123,7 @@ def adjoint(options: SolveOptions, y0: jax.Array):
 
 STEP_CAP_SAFETY = 1.0
 """Safety factor s of :func:`derivative_step_cap`: 1 = the step the solver's own error control accepts for the
-fastest oscillation. Measured (see :func:`derivative_step_cap`): s = 2 already gives errors of 30–150·rtol."""
+fastest oscillation. Measured (see :func:`derivative_step_cap`): s = 1 gives ≤ 5·rtol, s = 2 already 13–600·rtol."""
 
 _PHASES = np.geomspace(1e-7, 1e2, 3000)
 
@@ -181,20 +181,21 @@ def derivative_step_cap(width: jax.Array, options: SolveOptions) -> jax.Array:
     with the Bohr frequencies E_i − E_j (|·| ≤ W) and was not resolved: gradients came out 10× wrong. Under the
     cap every step resolves frequency W as the solver's own error control would (error estimate ≤ rtol per
     step, whatever the primal does), for every parameter: H, κ and ϱ0 (a perturbed ϱ0 excites every Bohr
-    frequency). Measured at stationary points (dimer, thermal / Werner / eigen / passive states, t ∈ [0, 2],
-    κ = 0.5, vs central differences of the numpy/scipy baseline at rtol 1e-13), max relative error, s = 1:
+    frequency). Measured at stationary points (``python benchmarks/bench_gradients.py --accuracy``: dimer,
+    thermal / Werner / eigen / passive states, t ∈ [0, 2], κ = 0.5, vs central differences of the numpy/scipy
+    baseline at rtol 1e-13), max relative error of the gradient:
 
-    ========  ===========  ===========  ===========
-    solver    rtol 1e-6    rtol 1e-8    rtol 1e-10
-    ========  ===========  ===========  ===========
-    tsit5     8.6e-7       7.7e-9       1.4e-10
-    dopri5    3.5e-6       3.1e-8       3.5e-10
-    dopri8    4.0e-7       4.3e-8       1.5e-9
-    ========  ===========  ===========  ===========
+    ========  =========  =========  ==========  ==========================
+    solver    rtol 1e-6  rtol 1e-8  rtol 1e-10  s = 2 / uncapped, any rtol
+    ========  =========  =========  ==========  ==========================
+    tsit5     6.0e-7     5.6e-9     1.4e-10     13–19·rtol / 0.96
+    dopri5    2.5e-6     2.4e-8     2.6e-10     74–80·rtol / 1.7
+    dopri8    2.6e-7     2.2e-8     4.7e-10     110–600·rtol / 5.7e-3
+    ========  =========  =========  ==========  ==========================
 
-    s = 2: 1e-6 – 1.5e-4 (30–150·rtol); uncapped: 2e-4 – 1.7 (the frame method gives the same numbers). Cost:
-    about T·W/θ* steps over [0, T]; a moving primal whose frequency-W components are small takes fewer (the
-    Werner sweep of ``benchmarks/bench_gradients.py``: 3.3× fewer with Dopri8).
+    i.e. ≤ 5·rtol at s = 1 (the frame method gives the same numbers). Cost: about T·W/θ* steps over [0, T];
+    a moving primal whose frequency-W components are small takes fewer (the Werner sweep of
+    ``benchmarks/bench_gradients.py``: 61 vs 205 steps with Dopri8 at rtol 1e-8).
     """
     theta = oscillation_step(options.solver, options.rtol)
     cap = STEP_CAP_SAFETY * theta / jnp.maximum(jax.lax.stop_gradient(width), 1e-300)

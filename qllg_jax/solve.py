@@ -415,10 +415,15 @@ def _trajectory(method: Method, options: SolveOptions, observables: Observables,
 def _capped_derivatives(run: Callable, dynamic, gradient: str):
     """``run(dynamic, capped=False)``, differentiated through ``run(dynamic, capped=True)``.
 
-    Derivatives flow through an integration whose steps are capped by :func:`derivative_step_cap` (the adaptive
-    controller does not see the tangent); the primal, when nothing is differentiated, runs uncapped. Reverse
-    mode (``"checkpoint"``): a custom VJP whose forward pass is the capped solve. Forward mode (``"forward"``):
-    a custom JVP. ``"backsolve"`` controls the error of its adjoint ODE itself and runs as is.
+    The adaptive controller sees only the primal, so derivatives flow through a second integration whose steps
+    are capped at θ*/W (:func:`~qllg_jax._integrate.derivative_step_cap`: the step the solver's own error control
+    accepts for the fastest Bohr frequency W = E_max − E_min) and whose options come from
+    :func:`~qllg_jax._integrate.derivative_options`; the primal, when nothing is differentiated, runs uncapped.
+    Reverse mode (``"checkpoint"``): a custom VJP whose forward pass is the capped solve (its outputs are the
+    primal values seen under ``grad``). Forward mode (``"forward"``): a custom JVP through the capped solve.
+    Both give the exact derivative of the capped discrete solve; errors vs the true derivative scale with rtol,
+    stationary primal or not (measurements: ``derivative_step_cap``). ``"backsolve"`` controls the error of its
+    backward adjoint ODE itself and runs uncapped.
     """
     if gradient == "checkpoint":
         @jax.custom_vjp

@@ -44,14 +44,14 @@ class Operator(eqx.Module):
         return apply_local_terms(self.dims, self.bonds, self.site_terms, self.bond_terms, x)
 
     def spectral_width(self) -> jax.Array:
-        """W ≥ E_max − E_min (energy units), shape (): exact for a dense H with D ≤ :data:`EXACT_WIDTH_MAX_DIM`
-        (eigvalsh), else the sum of the local terms' widths (SpinModel) or 2‖H − (Tr H/D)𝟙‖_∞ (dense). Caps the
+        """W ≥ E_max − E_min (energy units), shape (): exact for D ≤ :data:`EXACT_WIDTH_MAX_DIM` (eigvalsh of the
+        dense H), else the sum of the local terms' widths (SpinModel) or 2‖H − (Tr H/D)𝟙‖_∞ (dense). Caps the
         step size of the integration that derivatives flow through
         (:func:`~qllg_jax._integrate.derivative_step_cap`): a loose bound costs steps, never accuracy."""
+        if self.dim <= EXACT_WIDTH_MAX_DIM:
+            energies = jnp.linalg.eigvalsh(self.matrix())
+            return energies[-1] - energies[0]
         if self.dense is not None:
-            if self.dim <= EXACT_WIDTH_MAX_DIM:
-                energies = jnp.linalg.eigvalsh(self.dense)
-                return energies[-1] - energies[0]
             shifted = self.dense - jnp.trace(self.dense) / self.dim * jnp.eye(self.dim)
             return 2 * jnp.max(jnp.sum(jnp.abs(shifted), axis=-1))
         widths = [jnp.ptp(jnp.linalg.eigvalsh(term)) for term in [*self.site_terms, *self.bond_terms]]
