@@ -112,8 +112,9 @@ def accuracy(safety_factors):
         states = solve_numpy(np.asarray(H(x[:2])), rho0, ACCURACY_TS, x[2], rtol=1e-13, atol=1e-15)
         return np.real(np.einsum("tij,ji->t", states, observable)) @ ACCURACY_WEIGHTS
 
-    reference = np.array([[sum(w * numpy_loss(x0 + s * h * np.eye(3)[p], case) for s, w in ((-2, 1), (-1, -8), (1, 8), (2, -1)))
-                           / (12 * h) for p in range(3)] for case in cases])
+    stencil = ((-2, 1), (-1, -8), (1, 8), (2, -1))
+    reference = np.array([[sum(w * numpy_loss(x0 + s * h * np.eye(3)[p], case) for s, w in stencil) / (12 * h)
+                           for p in range(3)] for case in cases])
     rho0s = np.stack([rho0 for _, rho0 in cases.values()])
     print(f"max relative error over {', '.join(cases)} (t ≤ 2, κ = 0.5) vs numpy/scipy central differences")
     print("solver   rtol    " + "".join(f"s = {s:<8g}" for s in safety_factors) + "  (steps per trajectory at s = 1)")

@@ -1,10 +1,11 @@
 """Gradients through ``solve`` against central finite differences.
 
-Moving states (rtol 1e-11, t ≤ 2): pure, Werner (degenerate spectrum) and random full-rank mixed states; the dimer
-and a 3-spin chain, at Hamiltonians with degenerate levels, where gradients of a naive eigendecomposition are NaN
-or wrong; differences of the same solve. Stationary points (the section below): every method and gradient mode at
-default settings against differences of an independent numpy/scipy solver. Cases are batched through one solve
-per test (one compilation).
+Reference: central differences of an independent solver (`numpy_qllg`: the numpy kron solve of
+benchmarks/baseline.py, batched, + scipy DOP853 at rtol 1e-12); the 3-spin chain along a random direction against
+differences of the same solve. Moving states (rtol 1e-11, t ≤ 2): pure, Werner (degenerate spectrum) and random
+full-rank mixed states, the dimer and a 3-spin chain, at Hamiltonians with degenerate levels (where gradients of a
+naive eigendecomposition are NaN or wrong). Stationary points (the section below): every method and gradient mode
+at default settings. Cases are batched through one solve per test (one compilation).
 """
 
 import re
@@ -291,7 +292,8 @@ def assert_matches_reference(jacobian, names, reference, tol=1e-5):
     """Per case: max |∂ − ∂_FD| / max |∂_FD| ≤ tol."""
     jacobian = np.asarray(jacobian)
     assert np.all(np.isfinite(jacobian)), jacobian
-    errors = {c: float(np.max(np.abs(j - reference[c])) / np.max(np.abs(reference[c]))) for c, j in zip(names, jacobian)}
+    errors = {c: float(np.max(np.abs(j - reference[c])) / np.max(np.abs(reference[c])))
+              for c, j in zip(names, jacobian)}
     assert max(errors.values()) <= tol, errors
     return errors
 
