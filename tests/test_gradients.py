@@ -11,6 +11,7 @@ at default settings. Cases are batched through one solve per test (one compilati
 import re
 from pathlib import Path
 
+import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -19,6 +20,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 import qllg_jax as q
+from qllg_jax._integrate import embedded_error, oscillation_step
 
 TS = jnp.linspace(0.0, 2.0, 5)
 TOL = dict(rtol=1e-11, atol=1e-13, invariant_tol=None)
@@ -213,6 +215,21 @@ def test_bell_nonlocality_gradient_at_degenerate_correlations():
     assert np.isfinite(directional)
     if q.bell_nonlocality(rho) > 0:
         np.testing.assert_allclose(directional, fd, rtol=1e-6)
+
+
+def test_step_cap_phase_is_the_solvers_own_error_estimate():
+    """θ* of the derivative step cap comes from the Butcher tableau (`embedded_error`); diffrax's own step of
+    ż = −iz (as (Re z, Im z)) from z = 1 gives the same error estimate, and θ* sits where it crosses rtol."""
+    term = diffrax.ODETerm(lambda t, y, args: jnp.stack([y[1], -y[0]]))
+    for solver in (diffrax.Tsit5(), diffrax.Dopri5(), diffrax.Dopri8()):
+        step = jax.jit(lambda theta: solver.step(term, 0.0, theta, jnp.array([1.0, 0.0]), None,
+                                                 solver.init(term, 0.0, theta, jnp.array([1.0, 0.0]), None),
+                                                 made_jump=False)[1])
+        for theta in (0.3, 1.0):  # estimates ≥ 1e-11: above round-off
+            np.testing.assert_allclose(embedded_error(solver.tableau, [theta])[0], np.linalg.norm(step(theta)),
+                                       rtol=1e-6)
+        theta = oscillation_step(solver, 1e-8)
+        assert np.linalg.norm(step(theta)) <= 1e-8 < np.linalg.norm(step(1.01 * theta))
 
 
 # ------------------------------------------------------------------------------------------- stationary points
