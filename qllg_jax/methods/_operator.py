@@ -16,7 +16,8 @@ from ..hamiltonians import SpinModel, apply_local_terms
 
 
 EXACT_WIDTH_MAX_DIM = 256
-"""A dense H up to this D gets its exact spectral width (one eigvalsh per solve, only when differentiating)."""
+"""Up to this D the spectral width is exact: one eigvalsh of the dense H per solve (a SpinModel is applied to
+the identity first), only when differentiating."""
 
 
 class Operator(eqx.Module):
