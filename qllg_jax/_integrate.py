@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import functools
+
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 GRADIENTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint,
@@ -103,8 +106,13 @@ def packing(kind: str, batched: bool):
     return (lambda x: pack_complex(x, axis)), (lambda y: unpack_complex(y, axis))
 
 
-def batch_max_rms(x: jax.Array) -> jax.Array:
-    """max over the leading (batch) axis of each member's RMS; members that are NaN/inf are left out."""
+def batch_max_rms(x) -> jax.Array:
+    """max over the leading (batch) axis of each member's RMS; members that are NaN/inf are left out. A pytree (the
+    augmented state (y, adjoint of y, adjoint of the args) of BacksolveAdjoint's backward solve): max over leaves."""
+    leaves = jax.tree_util.tree_leaves(x)
+    if len(leaves) != 1:
+        return jnp.max(jnp.stack([batch_max_rms(leaf) for leaf in leaves]))
+    x = leaves[0]
     rms = jnp.sqrt(jnp.mean(jnp.abs(x) ** 2, axis=tuple(range(1, x.ndim))))
     finite = jnp.isfinite(rms)
     return jnp.where(jnp.any(finite), jnp.max(jnp.where(finite, rms, 0.0)), jnp.inf)
@@ -120,23 +128,110 @@ def adjoint(options: SolveOptions, y0: jax.Array):
     return diffrax.RecursiveCheckpointAdjoint(checkpoints=int(min(options.max_steps, max(64, CHECKPOINT_BYTES // size))))
 
 
-STEP_CAP_SAFETY = 4.0
-"""Safety factor of :func:`derivative_step_cap` (measured: it keeps gradients at stationary states within 1e-6
-relative of finite differences of an independent solver, tests/test_gradients.py)."""
+STEP_CAP_SAFETY = 1.0
+"""Safety factor s of :func:`derivative_step_cap`: 1 = the step the solver's own error control accepts for the
+fastest oscillation. Measured (see :func:`derivative_step_cap`): s = 1 gives ≤ 5·rtol, s = 2 already 13–600·rtol."""
+
+_PHASES = np.geomspace(1e-7, 1e2, 3000)
+
+
+def embedded_error(tableau, phases) -> np.ndarray:
+    r"""|error estimate| of one Runge–Kutta step of ż = −iωz from |z(0)| = 1, at phases θ = ω·dt (n,) → (n,).
+
+    For a linear ODE the stages are hk = z(𝟙 − zA)⁻¹𝟙 with z = −iθ (A the Butcher matrix, its diagonal too for
+    diagonally implicit methods), and the estimate is b_errorᵀ hk.
+    """
+    stages = len(tableau.c) + 1
+    a = np.zeros((stages, stages))
+    for i, row in enumerate(tableau.a_lower):
+        a[i + 1, : len(row)] = row
+    if getattr(tableau, "a_diagonal", None) is not None:
+        a[np.diag_indices(stages)] = tableau.a_diagonal
+    z = -1j * np.asarray(phases, dtype=float).reshape(-1)[:, None, None]
+    hk = z[..., 0] * np.linalg.solve(np.eye(stages) - z * a, np.ones((z.shape[0], stages, 1)))[..., 0]
+    return np.abs(hk @ np.asarray(tableau.b_error, dtype=float))
+
+
+def _oscillation_step(solver, rtol: float) -> float:
+    tableau = getattr(solver, "tableau", None)
+    if not all(hasattr(tableau, name) for name in ("a_lower", "b_error", "c")) or tableau.b_error is None:
+        return float(rtol ** (1.0 / (solver.order(diffrax.ODETerm(lambda t, y, args: y)) + 1)))
+    above = np.nonzero(~(embedded_error(tableau, _PHASES) <= rtol))[0]
+    return float(_PHASES[max(above[0] - 1, 0)] if above.size else _PHASES[-1])
+
+
+_cached_oscillation_step = functools.lru_cache(maxsize=256)(_oscillation_step)
+
+
+def oscillation_step(solver: diffrax.AbstractSolver, rtol: float) -> float:
+    r"""θ*: the largest phase ω·dt per step at which ``solver``'s embedded error estimate for a pure oscillation
+    ż = −iωz of unit amplitude stays ≤ ``rtol`` — the step its own error control accepts for frequency ω.
+
+    Computed from the Butcher tableau (:func:`embedded_error`; explicit and diagonally implicit Runge–Kutta, 0.3 %
+    resolution in θ), once per (solver, rtol). Solvers without a tableau: θ* = rtol^{1/(p+1)}, p the order.
+    At rtol = 1e-6 / 1e-8 / 1e-10: Tsit5 0.30 / 0.118 / 0.047, Dopri5 0.28 / 0.113 / 0.045, Dopri8 1.18 / 0.667
+    / 0.376.
+    """
+    try:
+        return _cached_oscillation_step(solver, float(rtol))
+    except TypeError:  # an unhashable solver
+        return _oscillation_step(solver, float(rtol))
 
 
 def derivative_step_cap(width: jax.Array, options: SolveOptions) -> jax.Array:
-    r"""Largest step while differentiating: :math:`s\,\mathrm{rtol}^{1/(p+1)}/W` (p the solver's order, W the
-    spectral width of H, s = :data:`STEP_CAP_SAFETY`), and at most ``options.max_step``.
+    r"""Largest step (ħ/E0) of the integration that derivatives flow through: :math:`s\,\theta^*/W`, W the
+    spectral width E_max − E_min of H (energy units), θ* = :func:`oscillation_step` of the solver at
+    ``options.rtol``, s = :data:`STEP_CAP_SAFETY`; at most ``options.max_step``.
 
-    The adaptive controller sees only the primal. A still (or slow) primal — a thermal state, an eigenstate, a
-    Werner state under an SU(2)-symmetric H — lets it take huge steps, but the tangent oscillates with
-    frequencies up to W and is not resolved: gradients came out 10× wrong. With this cap every step resolves
-    frequency W to the requested tolerance (a step of the order p method has local error ~ (W dt)^{p+1}).
+    Why: the adaptive controller sees only the primal. A still (or slow) primal — a thermal or passive state, an
+    eigenstate, a Werner state under an SU(2)-symmetric H — lets it take huge steps, but a tangent oscillates
+    with the Bohr frequencies E_i − E_j (|·| ≤ W) and was not resolved: gradients came out 10× wrong. Under the
+    cap every step resolves frequency W as the solver's own error control would (error estimate ≤ rtol per
+    step, whatever the primal does), for every parameter: H, κ and ϱ0 (a perturbed ϱ0 excites every Bohr
+    frequency). Measured at stationary points (``python benchmarks/bench_gradients.py --accuracy``: dimer,
+    thermal / Werner / eigen / passive states, t ∈ [0, 2], κ = 0.5, vs central differences of the numpy/scipy
+    baseline at rtol 1e-13), max relative error of the gradient:
+
+    ========  =========  =========  ==========  ==========================
+    solver    rtol 1e-6  rtol 1e-8  rtol 1e-10  s = 2 / uncapped, any rtol
+    ========  =========  =========  ==========  ==========================
+    tsit5     6.0e-7     5.6e-9     1.4e-10     13–19·rtol / 0.96
+    dopri5    2.5e-6     2.4e-8     2.6e-10     74–80·rtol / 1.7
+    dopri8    2.6e-7     2.2e-8     4.7e-10     110–600·rtol / 5.7e-3
+    ========  =========  =========  ==========  ==========================
+
+    i.e. ≤ 5·rtol at s = 1 (the frame method gives the same numbers). Cost: about T·W/θ* steps over [0, T];
+    a moving primal whose frequency-W components are small takes fewer (the Werner sweep of
+    ``benchmarks/bench_gradients.py``: 61 vs 205 steps with Dopri8 at rtol 1e-8).
     """
-    order = options.solver.order(diffrax.ODETerm(lambda t, y, args: y))
-    cap = STEP_CAP_SAFETY * options.rtol ** (1.0 / (order + 1)) / jnp.maximum(jax.lax.stop_gradient(width), 1e-300)
+    theta = oscillation_step(options.solver, options.rtol)
+    cap = STEP_CAP_SAFETY * theta / jnp.maximum(jax.lax.stop_gradient(width), 1e-300)
     return cap if options.max_step is None else jnp.minimum(cap, options.max_step)
+
+
+STAGE_STORE_BYTES = CHECKPOINT_BYTES
+"""Reverse mode keeps a Runge–Kutta step's stages (instead of recomputing them) while stages × the bytes of the
+solve's inputs stay below this (see :func:`derivative_options`)."""
+
+
+def derivative_options(options: SolveOptions, inputs) -> SolveOptions:
+    """The options of the integration that derivatives flow through (its steps: :func:`derivative_step_cap`).
+
+    Reverse mode (``"checkpoint"``) with a diffrax Runge–Kutta solver: its stages run in a stored scan
+    (``scan_kind="bounded"``) rather than diffrax's default checkpointed stage loop, which re-evaluates every
+    stage once more in the backward pass — one vector-field evaluation per stage less. The stored stages and
+    their cotangents cost about stages × the bytes of ``inputs`` (H, ϱ0, …), so only below
+    :data:`STAGE_STORE_BYTES`.
+    """
+    solver = options.solver
+    if options.gradient != "checkpoint" or not isinstance(solver, diffrax.AbstractERK) or solver.scan_kind:
+        return options
+    stages = len(solver.tableau.c) + 1 if hasattr(solver.tableau, "c") else 16
+    nbytes = sum(x.size * x.dtype.itemsize for x in jax.tree_util.tree_leaves(inputs) if hasattr(x, "dtype"))
+    if stages * nbytes > STAGE_STORE_BYTES:
+        return options
+    return eqx.tree_at(lambda o: o.solver, options, eqx.tree_at(lambda s: s.scan_kind, solver, "bounded",
+                                                                is_leaf=lambda x: x is None))
 
 
 def failure_code(result) -> jax.Array:

@@ -48,6 +48,7 @@ from ._integrate import (
     FAILURE_REASONS,
     GRADIENTS,
     SolveOptions,
+    derivative_options,
     derivative_step_cap,
     integrate,
 )
@@ -478,10 +479,15 @@ def _trajectory(method: Method, options: SolveOptions, observables: Observables,
 def _capped_derivatives(run: Callable, dynamic, gradient: str):
     """``run(dynamic, capped=False)``, differentiated through ``run(dynamic, capped=True)``.
 
-    Derivatives flow through an integration whose steps are capped by :func:`derivative_step_cap` (the adaptive
-    controller does not see the tangent); the primal, when nothing is differentiated, runs uncapped. Reverse
-    mode (``"checkpoint"``): a custom VJP whose forward pass is the capped solve. Forward mode (``"forward"``):
-    a custom JVP. ``"backsolve"`` controls the error of its adjoint ODE itself and runs as is.
+    The adaptive controller sees only the primal, so derivatives flow through a second integration whose steps
+    are capped at θ*/W (:func:`~qllg_jax._integrate.derivative_step_cap`: the step the solver's own error control
+    accepts for the fastest Bohr frequency W = E_max − E_min) and whose options come from
+    :func:`~qllg_jax._integrate.derivative_options`; the primal, when nothing is differentiated, runs uncapped.
+    Reverse mode (``"checkpoint"``): a custom VJP whose forward pass is the capped solve (its outputs are the
+    primal values seen under ``grad``). Forward mode (``"forward"``): a custom JVP through the capped solve.
+    Both give the exact derivative of the capped discrete solve; errors vs the true derivative scale with rtol,
+    stationary primal or not (measurements: ``derivative_step_cap``). ``"backsolve"`` controls the error of its
+    backward adjoint ODE itself and runs uncapped.
     """
     if gradient == "checkpoint":
         @jax.custom_vjp
@@ -545,15 +551,16 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
 
         def run(dynamic, capped: bool):
             operator, y0, aux, kappa, ts, observables = eqx.combine(dynamic, static)
+            options_ = derivative_options(options, dynamic) if capped else options
             scale = 1 + jnp.max(kappa) ** 2 if options.equation == "qll" else 1.0
 
             def cap(h):
-                return derivative_step_cap(scale * h.spectral_width(), options) if capped else None
+                return derivative_step_cap(scale * h.spectral_width(), options_) if capped else None
 
             if batched and options.batching == "vmap":
                 def one(y, h, k, a):
                     f, r, _ = _trajectory(method, options, observables, False, (None, None, None))
-                    return integrate(lambda x: f(x, h, k, a), lambda x: r(x, h, a), y, ts, options,
+                    return integrate(lambda x: f(x, h, k, a), lambda x: r(x, h, a), y, ts, options_,
                                      method.packing, batched=False, max_step=cap(h), differentiated=capped)
 
                 return jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis))(y0, operator, kappa, aux)
@@ -563,7 +570,7 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
             field, record, _ = _trajectory(method, options, observables, batched, (h_axis, k_axis, aux_axis))
             saved, final, stats = integrate(
                 lambda y: field(y, operator, kappa, aux), lambda y: record(y, operator, aux),
-                y0, ts, options, method.packing, batched=batched, max_step=step_cap, differentiated=capped,
+                y0, ts, options_, method.packing, batched=batched, max_step=step_cap, differentiated=capped,
             )
             if batched:
                 saved = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), saved)

@@ -15,6 +15,11 @@ from .._linalg import matmul
 from ..hamiltonians import SpinModel, apply_local_terms
 
 
+EXACT_WIDTH_MAX_DIM = 256
+"""Up to this D the spectral width is exact: one eigvalsh of the dense H per solve (a SpinModel is applied to
+the identity first), only when differentiating."""
+
+
 class Operator(eqx.Module):
     """H for one trajectory: ``dense`` (D, D), or the local terms of a SpinModel (``dense`` is None)."""
 
@@ -40,12 +45,14 @@ class Operator(eqx.Module):
         return apply_local_terms(self.dims, self.bonds, self.site_terms, self.bond_terms, x)
 
     def spectral_width(self) -> jax.Array:
-        """An upper bound of E_max − E_min: exact for D ≤ 64 (eigvalsh), else the sum of the local terms' widths
-        (SpinModel) or 2‖H − (Tr H/D)𝟙‖_∞ (dense). Used to cap the step size under differentiation."""
+        """W ≥ E_max − E_min (energy units), shape (): exact for D ≤ :data:`EXACT_WIDTH_MAX_DIM` (eigvalsh of the
+        dense H), else the sum of the local terms' widths (SpinModel) or 2‖H − (Tr H/D)𝟙‖_∞ (dense). Caps the
+        step size of the integration that derivatives flow through
+        (:func:`~qllg_jax._integrate.derivative_step_cap`): a loose bound costs steps, never accuracy."""
+        if self.dim <= EXACT_WIDTH_MAX_DIM:
+            energies = jnp.linalg.eigvalsh(self.matrix())
+            return energies[-1] - energies[0]
         if self.dense is not None:
-            if self.dim <= 64:
-                energies = jnp.linalg.eigvalsh(self.dense)
-                return energies[-1] - energies[0]
             shifted = self.dense - jnp.trace(self.dense) / self.dim * jnp.eye(self.dim)
             return 2 * jnp.max(jnp.sum(jnp.abs(shifted), axis=-1))
         widths = [jnp.ptp(jnp.linalg.eigvalsh(term)) for term in [*self.site_terms, *self.bond_terms]]
