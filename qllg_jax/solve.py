@@ -217,12 +217,25 @@ def _broadcast_batch(shapes: dict[str, tuple]) -> tuple[int, ...]:
                          "must be equal or 1, numpy-style)") from None
 
 
+CLOSED_FORM_CHUNK_BYTES = 2**30
+"""A batch of closed-form solves (``exact``, ``two_level``) is evaluated in chunks of points whose states at every
+save time, with intermediates (≈ 4× those), stay below this many bytes: memory ∝ the chunk, not the batch."""
+
+
+def _closed_form_chunk(y0, n_saves: int) -> int:
+    """Points per chunk of a batched closed-form solve (y0: (n, …) flattened batch)."""
+    per_point = 4 * 16 * math.prod(y0.shape[1:]) * n_saves
+    return max(1, min(y0.shape[0], CLOSED_FORM_CHUNK_BYTES // per_point))
+
+
 def _estimate_bytes(method: Method, dim: int, y0, n: int, n_saves: int, save_states: bool) -> int:
-    """Memory of one solve: the state's solver copies and, when kept, the saved states (per batch element)."""
+    """Memory of one solve: the state's solver copies and, when kept, the saved states (per batch element); a
+    closed form: its states at every save time, per chunk (:data:`CLOSED_FORM_CHUNK_BYTES`)."""
     per_state = 16 * math.prod(y0.shape[-_core_ndim(method):])
     saved = per_state * n_saves if save_states else 0
     working = 16 * per_state + (dense_bytes(dim, 4) if method.needs_dense_H or method.name == "dense" else 0)
-    return n * (saved + working)
+    closed_form = min(4 * per_state * n_saves * n, CLOSED_FORM_CHUNK_BYTES) if method.closed_form else 0
+    return n * (saved + working) + closed_form
 
 
 def estimate_memory(H, rho0, ts, kappa=0.0, *, method: str | Method = "auto", save_states: bool = True,
@@ -541,8 +554,19 @@ def _solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observab
             ys = method.evolve(y, h, k, a, ts, options.equation)
             return jax.vmap(lambda x: method.record(x, h, a, observables, options.save_states))(ys), ys[-1]
 
-        run = jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis)) if batched else one
-        saved, final = run(y0, operator, kappa, aux)
+        chunk = _closed_form_chunk(y0, ts.shape[0]) if batched else None
+        if batched and chunk < y0.shape[0]:  # memory ∝ the chunk: the states at all save times exist per chunk
+            def point(args):
+                y, h, k, a = args
+                return one(y, operator if h_axis is None else h, kappa if k_axis is None else k,
+                           aux if aux_axis is None else a)
+
+            mapped = (y0, operator if h_axis == 0 else None, kappa if k_axis == 0 else None,
+                      aux if aux_axis == 0 else None)
+            saved, final = jax.lax.map(point, mapped, batch_size=chunk)
+        else:
+            run = jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis)) if batched else one
+            saved, final = run(y0, operator, kappa, aux)
         zeros = jnp.zeros((math.prod(batch),) if batched else (), dtype=jnp.int32)
         stats = {"num_steps": zeros, "num_accepted_steps": zeros, "num_rejected_steps": zeros,
                  "t_reached": jnp.full(zeros.shape, ts[-1]), "failure": zeros}

@@ -191,6 +191,41 @@ def test_batches_of_hamiltonians_states_and_kappa(method, rho0):
             assert max_diff(flat_states[index], reference) <= 1e-8, (method, element)
 
 
+@pytest.mark.parametrize("method, rho0", [("two_level", WERNER), ("exact", KET)])
+def test_closed_form_batches_run_in_chunks_with_the_same_numbers(method, rho0, monkeypatch):
+    """A batch bigger than CLOSED_FORM_CHUNK_BYTES allows runs as chunks (memory ∝ chunk): 7 points in chunks of
+    3 (two chunks and a remainder) give the states of the one-point eq. 28 / two-level closed forms, and the
+    value and gradient of one-point solves."""
+    import sys
+
+    solve_module = sys.modules["qllg_jax.solve"]
+    ts = jnp.linspace(0.0, 2.0, 13)  # a shape of its own: the chunk size is read when the solve is traced
+    Js = np.linspace(-1.0, 2.0, 7)
+    Hs = np.stack([np.asarray(q.dimer_hamiltonian((1.0, 0.3, 0.0), J, (0.0, 0.0, 0.5))) for J in Js])
+
+    def loss(scale, H):
+        return jnp.sum(q.solve(scale * H, rho0, ts, KAPPA, method=method, save_states=False,
+                               observables={"zz": Hs[0]}).observables["zz"] ** 2)
+
+    def per_point_loss(scale):
+        return sum(loss(scale, H) for H in Hs)
+
+    per_point = 4 * 16 * (16 if method == "two_level" else 4) * len(ts)
+    monkeypatch.setattr(solve_module, "CLOSED_FORM_CHUNK_BYTES", 3 * per_point)
+    assert solve_module._closed_form_chunk(np.zeros((7, *rho0.shape)), len(ts)) == 3
+    assert "scan" in str(jax.make_jaxpr(loss)(1.0, Hs)) and "scan" not in str(jax.make_jaxpr(loss)(1.0, Hs[0]))
+    batch = q.solve(Hs, rho0, ts, KAPPA, method=method, **TIGHT)
+    assert batch.method == method and batch.states.shape == (7, len(ts), 4, 4)
+    for H, states in zip(Hs, batch.states):
+        reference = (eq28_states(H, rho0, ts, KAPPA) if method == "exact"
+                     else np.asarray(q.two_level_exact(H, rho0, ts, KAPPA)))
+        assert max_diff(states, reference) <= 1e-10
+    chunked, chunked_grad = loss(1.0, Hs), jax.grad(loss)(1.0, Hs)
+    unchunked, unchunked_grad = per_point_loss(1.0), jax.grad(per_point_loss)(1.0)
+    assert abs(float(chunked) - float(unchunked)) <= 1e-12 * abs(float(unchunked))
+    assert abs(float(chunked_grad) - float(unchunked_grad)) <= 1e-10 * abs(float(unchunked_grad))
+
+
 def test_shared_steps_and_vmap_batching_agree():
     Hs = np.stack([np.asarray(q.dimer_hamiltonian((1.0, 0.0, 0.0), J, (0.0, 0.0, 0.4))) for J in (0.3, 1.0, 3.0)])
     shared = q.solve(Hs, THERMAL, TS, KAPPA, **TIGHT)
