@@ -1,12 +1,22 @@
 import os
 from pathlib import Path
 
-import jax
-import jax.monitoring
-import pytest
+# The suite is compile-bound (hundreds of small programs, each run a few times): XLA's cheaper CPU backend
+# optimisation compiles ≈ 20 % faster (cold suite on 2 cores: 335 → 269 s) and changes results only at round-off
+# (and, through adaptive step acceptance, at ≈ rtol) — every test compares against an independent value at its
+# own tolerance. Set before JAX starts its backend; subprocesses of the tests inherit it. QLLG_TEST_XLA_FLAGS=""
+# runs the suite at XLA's default optimisation.
+TEST_XLA_FLAGS = os.environ.get("QLLG_TEST_XLA_FLAGS",
+                                "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
+if TEST_XLA_FLAGS and TEST_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
-import qllg_jax  # noqa: F401  (enables float64)
-from qllg_jax._compilation_cache import cache_dir_setting, enable_compilation_cache
+import jax  # noqa: E402
+import jax.monitoring  # noqa: E402
+import pytest  # noqa: E402
+
+import qllg_jax  # noqa: F401, E402  (enables float64)
+from qllg_jax._compilation_cache import cache_dir_setting, enable_compilation_cache  # noqa: E402
 
 
 def pytest_configure(config):

@@ -225,9 +225,9 @@ def test_step_cap_phase_is_the_solvers_own_error_estimate():
         step = jax.jit(lambda theta: solver.step(term, 0.0, theta, jnp.array([1.0, 0.0]), None,
                                                  solver.init(term, 0.0, theta, jnp.array([1.0, 0.0]), None),
                                                  made_jump=False)[1])
-        for theta in (0.3, 1.0):  # estimates ≥ 1e-11: above round-off
+        for theta in (0.3, 1.0):  # estimates ≥ 1e-11: above round-off (≈ 1e-17, the atol)
             np.testing.assert_allclose(embedded_error(solver.tableau, [theta])[0], np.linalg.norm(step(theta)),
-                                       rtol=1e-6)
+                                       rtol=1e-6, atol=1e-16)
         theta = oscillation_step(solver, 1e-8)
         assert np.linalg.norm(step(theta)) <= 1e-8 < np.linalg.norm(step(1.01 * theta))
 

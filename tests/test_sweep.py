@@ -138,7 +138,7 @@ def test_bad_options():
 SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, os, sys
-    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
     import jax, jax.numpy as jnp, numpy as np
     import qllg_jax as q
     assert jax.local_device_count() == 4, jax.devices()
@@ -159,7 +159,7 @@ def test_sharded_over_four_devices_equals_unsharded(tmp_path, swept):
     equal the unsharded single-device sweep of one chunk (both computed again per point: the chunk has a failure)."""
     script = tmp_path / "sharded.py"
     script.write_text(SHARDED_SCRIPT)
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}  # the script adds 4 host devices to the suite's XLA_FLAGS
     env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(q.__file__)), env.get("PYTHONPATH", "")])
     spec = {"kappa": KAPPA, "params": {k: v.tolist() for k, v in PARAMS.items()}, "solve_options": SOLVE_OPTIONS}
     done = subprocess.run([sys.executable, str(script), json.dumps(spec)], capture_output=True, text=True, env=env,
