@@ -7,15 +7,15 @@ keeps its own error control while the steps are shared (a member whose state tur
 norm and flagged by the caller, so it cannot stall the others).
 
 Complex states are integrated in real form by default: a Hermitian ϱ (d, d) as d² reals
-(:func:`pack_hermitian`), kets and frames as a real (2, …) array (a batch: (n, 2, …)) — the error control then sees every real
-degree of freedom once and every stage runs in real arithmetic (measured: ``benchmarks/complex_vs_real.py``).
+(:func:`pack_hermitian`), kets and frames as a real (2, …) array (a batch: (n, 2, …)) — the error control then
+sees every real degree of freedom once and every stage runs in real arithmetic (measured:
+``benchmarks/complex_vs_real.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import functools
+from collections.abc import Callable
 
 import diffrax
 import equinox as eqx
