@@ -38,6 +38,7 @@ __all__ = [
     "build_system",
     "load_config",
     "reference",
+    "tomllib",  # tomllib (Python ≥ 3.11) or tomli: the TOML reader the configs are read with
     "validate",
     "with_overrides",
 ]
