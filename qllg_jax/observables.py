@@ -168,10 +168,18 @@ def correlation_matrix(rho: jax.Array) -> jax.Array:
     return jnp.real(jnp.einsum("...ij,abji->...ab", rho, pairs))
 
 
+BELL_ROUND_OFF = 1e-14
+"""u1 + u2 − 1 at or below this is round-off (u1 + u2 ≤ 2, float64): :func:`bell_nonlocality` returns 0 there, so
+B < 1e-7 is reported as 0."""
+
+
 def bell_nonlocality(rho: jax.Array) -> jax.Array:
     """B(ϱ) = sqrt(max(u1 + u2 − 1, 0)), u1 ≥ u2 the largest eigenvalues of TᵀT; in [0, 1].
 
     ϱ: two-qubit state (..., 4, 4); returns shape (...,).
+
+    u1 + u2 − 1 ≤ :data:`BELL_ROUND_OFF` counts as 0: the eigenvalues carry round-off of that size, and √ would
+    turn it into B ~ 1e-8 for product states (measured: 29 of 64 random product states).
 
     Gradients are finite everywhere: exact where u2 > u3 and B > 0 (B is smooth there); at u2 = u3 (e.g.
     Werner states, TᵀT ∝ 𝟙) u1 + u2 has only one-sided derivatives and the value returned is that of
@@ -180,7 +188,7 @@ def bell_nonlocality(rho: jax.Array) -> jax.Array:
     t = correlation_matrix(rho)
     u = eigvalsh(jnp.swapaxes(t, -1, -2) @ t)
     excess = u[..., -1] + u[..., -2] - 1
-    positive = excess > 0
+    positive = excess > BELL_ROUND_OFF
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, excess, 1.0)), 0.0)
 
 

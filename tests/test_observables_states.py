@@ -31,6 +31,16 @@ def test_product_state_observables():
     np.testing.assert_allclose(q.partial_trace(rho, (2, 2), [1]), q.density_matrix(q.coherent_state(0.5, n2)), atol=1e-12)
 
 
+def test_product_states_have_no_bell_nonlocality_and_the_threshold_keeps_small_violations():
+    """Product states: u1 + u2 = 1 exactly, so B = 0 — not √(round-off) ~ 1e-8 (29 of these 64 gave that before);
+    Werner Ψ− just above p = 1/√2 keeps B = √(2p² − 1) ≈ 1.7e-3 (closed form)."""
+    directions = np.random.default_rng(0).normal(size=(64, 2, 3))
+    rhos = jnp.stack([q.density_matrix(q.coherent_product_state([0.5, 0.5], list(n))) for n in directions])
+    assert np.all(np.asarray(q.bell_nonlocality(rhos)) == 0.0)
+    p = 1 / np.sqrt(2) + 1e-6
+    np.testing.assert_allclose(q.bell_nonlocality(q.werner_state("psi-", p)), np.sqrt(2 * p**2 - 1), rtol=1e-8)
+
+
 @pytest.mark.parametrize("s", [0.5, 1.0, 2.5])
 def test_coherent_state_spin_expectation(s):
     n = np.array([0.2, 0.9, -0.4])
