@@ -222,19 +222,27 @@ CLOSED_FORM_CHUNK_BYTES = 2**30
 save time, with intermediates (≈ 4× those), stay below this many bytes: memory ∝ the chunk, not the batch."""
 
 
+def _closed_form_point_bytes(state_size: int, n_saves: int) -> int:
+    """Bytes of one point of a closed form: its complex state (``state_size`` entries) at every save time, ×4
+    for intermediates."""
+    return 4 * 16 * state_size * n_saves
+
+
 def _closed_form_chunk(y0, n_saves: int) -> int:
     """Points per chunk of a batched closed-form solve (y0: (n, …) flattened batch)."""
-    per_point = 4 * 16 * math.prod(y0.shape[1:]) * n_saves
+    per_point = _closed_form_point_bytes(math.prod(y0.shape[1:]), n_saves)
     return max(1, min(y0.shape[0], CLOSED_FORM_CHUNK_BYTES // per_point))
 
 
 def _estimate_bytes(method: Method, dim: int, y0, n: int, n_saves: int, save_states: bool) -> int:
     """Memory of one solve: the state's solver copies and, when kept, the saved states (per batch element); a
     closed form: its states at every save time, per chunk (:data:`CLOSED_FORM_CHUNK_BYTES`)."""
-    per_state = 16 * math.prod(y0.shape[-_core_ndim(method):])
+    state_size = math.prod(y0.shape[-_core_ndim(method):])
+    per_state = 16 * state_size
     saved = per_state * n_saves if save_states else 0
     working = 16 * per_state + (dense_bytes(dim, 4) if method.needs_dense_H or method.name == "dense" else 0)
-    closed_form = min(4 * per_state * n_saves * n, CLOSED_FORM_CHUNK_BYTES) if method.closed_form else 0
+    closed_form = (min(n * _closed_form_point_bytes(state_size, n_saves), CLOSED_FORM_CHUNK_BYTES)
+                   if method.closed_form else 0)
     return n * (saved + working) + closed_form
 
 
