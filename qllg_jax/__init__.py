@@ -8,6 +8,8 @@ from .equations import QLL, QLLG, FrameQLLG, PureQLLG, VonNeumann, commutator, s
 from ._checks import SOLVER_NAMES, InvariantWarning, as_array
 from .classical import classical_dimer, classical_energy, classical_llg
 from .config import System, build_system, load_config, with_overrides
+from .drives import TimeDependent, constant, modulated, pwc, timecallable
+from . import pulses  # noqa: E402  (pulse shapes and field drives: q.pulses.gaussian, ...)
 from .exact import projector_exact, pure_state_exact, two_level_exact, two_level_split
 from . import methods  # noqa: E402  (method objects: methods.Dense(), Frame(), ...)
 from .methods import METHODS, LowRankState
@@ -77,6 +79,12 @@ __all__ = [
     "build_system",
     "load_config",
     "with_overrides",
+    "TimeDependent",
+    "constant",
+    "modulated",
+    "pwc",
+    "timecallable",
+    "pulses",
     "projector_exact",
     "pure_state_exact",
     "two_level_exact",
