@@ -196,9 +196,9 @@ def test_closed_form_batches_run_in_chunks_with_the_same_numbers(method, rho0, m
     """A batch bigger than CLOSED_FORM_CHUNK_BYTES allows runs as chunks (memory ∝ chunk): 7 points in chunks of
     3 (two chunks and a remainder) give the observables of the one-point eq. 28 / two-level closed forms, and
     the gradient of one-point solves."""
-    import sys
+    import importlib
 
-    solve_module = sys.modules["qllg_jax.solve"]
+    solve_module = importlib.import_module("qllg_jax.solve")  # the module (qllg_jax.solve is the function)
     ts = jnp.linspace(0.0, 2.0, 13)  # a shape of its own: the chunk size is read when the solve is traced
     Js = np.linspace(-1.0, 2.0, 7)
     Hs = np.stack([np.asarray(q.dimer_hamiltonian((1.0, 0.3, 0.0), J, (0.0, 0.0, 0.5))) for J in Js])

@@ -11,8 +11,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import EXIT_FAILED, status
 
 WRITER = "qllg run"
@@ -78,6 +76,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def flatten_observables(values: dict) -> dict[str, np.ndarray]:
     """Observable arrays (T, *shape) → named (T,) columns, in the order of ``values``: bloch (T, N, 3) →
     bloch_{k}_{x,y,z}, correlation (T, 3, 3) → correlation_{xy…}, scalars keep their name."""
+    import numpy as np
+
     columns = {}
     for name, value in values.items():
         value = np.asarray(value)
@@ -106,6 +106,8 @@ def _describe(system) -> str:
 
 
 def run(args) -> int:
+    import numpy as np
+
     from .. import __version__
     from .._integrate import FAILURE_REASONS
     from .._output import prepare_output_dir, write_csv, write_json
