@@ -67,17 +67,17 @@ class _Interrupts:
     """How a Ctrl-C (SIGINT) ends a command: one line on stderr and exit status 130 while its work is under way;
     once the work is done it is ignored (the exit status stays the command's own, also during the teardown).
 
-    Python delivers SIGINT as ``KeyboardInterrupt`` only between bytecodes of the main thread, not while XLA
-    compiles or runs a chunk. As the program, a watchdog thread therefore hears the signal too (through
-    ``signal.set_wakeup_fd``): if the main thread has not ended the run itself within ``GRACE_S``, the watchdog
-    prints the line and ends the process. Ending mid-write is safe: a sweep file commits chunk by chunk and
-    survives even SIGKILL.
+    As the program the signal does not raise ``KeyboardInterrupt`` (which lands wherever the main thread happens to
+    be: inside an import, or in a garbage-collector callback that swallows it): a handler prints the line and ends
+    the process at once. Python runs that handler only between bytecodes of the main thread, not while XLA
+    compiles or runs a chunk, so a watchdog thread hears the signal too (``signal.set_wakeup_fd``) and ends the
+    process if the main thread has not done so within ``GRACE_S``. Ending mid-write is safe: a sweep file commits
+    chunk by chunk and survives even SIGKILL.
     """
 
     GRACE_S = 0.3
 
-    def __init__(self, as_program: bool):
-        self.as_program = as_program
+    def __init__(self):
         self.lock = threading.Lock()
         self.finished = False
         self.args = None
@@ -86,7 +86,7 @@ class _Interrupts:
         """Print the one line (once, whichever path comes first) and return 130."""
         if not self.lock.acquire(blocking=False):  # the other path is printing and ending the process
             threading.Event().wait()
-        if self.as_program:
+        if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
         command = f"qllg {self.args.command}" if self.args is not None else "qllg"
         note = getattr(self.args, "interrupt_note", None)  # read now: a handler may refine it while it runs
@@ -94,23 +94,28 @@ class _Interrupts:
         sys.stdout.flush()
         return EXIT_INTERRUPTED
 
-    def watch(self) -> None:
+    def _end(self, *_):
+        if not self.finished:
+            self.interrupted()
+            os._exit(EXIT_INTERRUPTED)
+
+    def install(self) -> None:
+        """As the program: the handler and the watchdog (see the class docstring)."""
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)
+        signal.signal(signal.SIGINT, self._end)
         signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
 
         def watchdog():
             while True:
-                if signal.SIGINT not in os.read(read_end, 64) or self.finished:
-                    continue
-                time.sleep(self.GRACE_S)  # in Python code the main thread's KeyboardInterrupt gets there first
-                if not self.finished:
-                    self.interrupted()
-                    os._exit(EXIT_INTERRUPTED)
+                if signal.SIGINT in os.read(read_end, 64) and not self.finished:
+                    time.sleep(self.GRACE_S)  # in Python code the main thread's handler gets there first
+                    self._end()
 
         threading.Thread(target=watchdog, name="qllg-interrupt-watchdog", daemon=True).start()
 
     def finish(self) -> None:
+        """The work is done: from now on SIGINT is ignored."""
         self.finished = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
 
@@ -124,9 +129,9 @@ def main(argv: list[str] | None = None) -> int:
     the sweep file commits chunk by chunk). A Ctrl-C after the command's work is done is ignored.
     """
     as_program = argv is None
-    interrupts = _Interrupts(as_program)
+    interrupts = _Interrupts()
     if as_program:
-        interrupts.watch()
+        interrupts.install()
     try:
         args = interrupts.args = build_parser().parse_args(argv)
         if getattr(args, "compiles", True):
@@ -134,11 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
             enable_compilation_cache()
         code = int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        code = interrupts.interrupted()
-        if as_program:
-            os._exit(code)
-        return code
+    except KeyboardInterrupt:  # called as a function (as the program, SIGINT raises nothing)
+        return interrupts.interrupted()
     except ValueError as error:  # ConfigError, SizeError, UserError and the library's argument checks
         print(f"qllg {args.command}: error: {_one_line(error)}", file=sys.stderr, flush=True)
         code = EXIT_USER_ERROR

@@ -1,7 +1,8 @@
 """``qllg run CONFIG.toml --out DIR``: integrate a system described in a TOML config.
 
-Writes ``observables.csv`` (column ``t`` in hbar/E0, ``t_ps`` for physical-unit configs, then the observables'
-components in config order), ``run.json`` (the config, the package version, solver statistics, invariant
+Writes ``observables.csv`` (column ``t_hbar_per_E0``, ``t_ps`` for physical-unit configs, then the observables'
+components in config order; energies as ``energy_E0``, or ``energy_meV`` for physical-unit configs, in the plot's
+unit), ``run.json`` (the config, the package version, solver statistics, invariant
 diagnostics, ``"written_by": "qllg run"``) and ``observables.png`` (one panel per observable; unless --no-plot).
 """
 
@@ -14,6 +15,8 @@ from pathlib import Path
 from . import EXIT_FAILED, status
 
 WRITER = "qllg run"
+TIME_COLUMN = "t_hbar_per_E0"
+ENERGY_OBSERVABLES = ("energy", "passive_energy")  # the observables with the unit of energy (as in the plot)
 FILES = ("run.json", "observables.csv", "observables.png")
 CLOSED_FORMS = ("exact", "two_level")
 
@@ -37,7 +40,8 @@ Tables:
 
 Units: by default energies and fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical",
 fields are in tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K and times in ps
-(E0 = mu_B * b0_tesla); the CSV adds a column t_ps and the plot uses ps and meV.
+(E0 = mu_B * b0_tesla); the CSV adds a column t_ps, writes energies in meV (energy_meV) and the plot
+uses ps and meV.
 
 Example:
   [system]
@@ -106,6 +110,7 @@ def _describe(system) -> str:
 
 
 def run(args) -> int:
+    status(f"qllg run: {args.config} -> {args.out}/")  # at once: the imports below take a second
     import numpy as np
 
     from .. import __version__
@@ -114,7 +119,6 @@ def run(args) -> int:
     from ..config import build_system, load_config
     from ..config.system import coupling_note
 
-    status(f"qllg run: {args.config} -> {args.out}/")
     table = load_config(args.config)
     system = build_system(table)
     out = Path(args.out)
@@ -136,11 +140,19 @@ def run(args) -> int:
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
     values = {name: result.observables[name] for name in system.observables}  # config order
-    columns = flatten_observables(values)
+    energy_unit, energy_scale = ("E0", 1.0) if system.units is None else ("meV", system.units.energy_meV)
     ts = np.asarray(result.ts)
-    head = {"t": ts}
+    head = {TIME_COLUMN: ts}
     if system.units is not None:
         head["t_ps"] = system.times_ps
+    columns, column_units = {}, {TIME_COLUMN: "hbar/E0", "t_ps": "ps"}
+    for name, value in values.items():  # energies in the plot's unit, named with it; the rest is dimensionless
+        if name in ENERGY_OBSERVABLES:
+            part, unit = {f"{name}_{energy_unit}": np.asarray(value) * energy_scale}, energy_unit
+        else:
+            part, unit = flatten_observables({name: value}), "1"
+        columns.update(part)
+        column_units.update(dict.fromkeys(part, unit))
     success = bool(np.all(np.asarray(result.success)))
     failure = int(np.max(np.asarray(result.stats["failure"]))) if "failure" in result.stats else 0
     write_csv(out / "observables.csv", {**head, **columns})
@@ -150,7 +162,9 @@ def run(args) -> int:
         "config": system.table,
         "config_file": str(args.config),
         "units": {"energy": "E0" if system.units is None else f"E0 = {system.units.energy_meV:.6g} meV",
-                  "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps"},
+                  "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps",
+                  "stats.t_reached": "hbar/E0", "diagnostics.energy_increase": "E0",
+                  "columns": {name: column_units[name] for name in [*head, *columns]}},
         "method": result.method,
         "success": success,
         "failure": None if success else FAILURE_REASONS.get(failure, "solver failure"),
