@@ -54,7 +54,7 @@ from .result import STATUS_REASONS, GroundStateResult, trim_history
 
 __all__ = ["GroundStateResult", "STATUS_REASONS", "energy_and_variance", "ground_state", "passive_flow"]
 
-METHODS = ("krylov", "flow")
+GROUND_STATE_METHODS = ("krylov", "flow")
 FLOW_MAX_TIME = 1e4
 """Default ``max_time`` (ħ/E0) of the flows; the Krylov search has no time cap by default."""
 
@@ -180,7 +180,7 @@ def ground_state(
         :class:`GroundStateResult` with ``state`` ψ (D,). ``converged`` False means a cap stopped the search
         (``reason``); ``energies`` never increase.
     """
-    method = check_choice(method, METHODS, "method")
+    method = check_choice(method, GROUND_STATE_METHODS, "method")
     H, dim = _hamiltonian(H)
     kappa = _check_kappa(kappa)
     max_time = _check_max_time(max_time, method)
