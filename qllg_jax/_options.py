@@ -100,10 +100,12 @@ class SolveOptions(eqx.Module):
         return cls(**o)
 
     def for_core(self, eager: bool) -> SolveOptions:
-        """The options the compiled core sees: host-only options at their defaults; ``throw`` only when the solve
-        runs under the caller's transformation (an eager call raises :class:`~qllg_jax.SolveError` on the host)."""
+        """The options the compiled core sees: host-only options at their defaults, ``batching="auto"`` as
+        ``"shared"`` (one solve is one part: the same program); ``throw`` only when the solve runs under the
+        caller's transformation (an eager call raises :class:`~qllg_jax.SolveError` on the host)."""
         return dataclasses.replace(self, method=DEFAULTS.method, strategy=DEFAULTS.strategy,
                                    gauge_fix=DEFAULTS.gauge_fix, invariant_tol=DEFAULTS.invariant_tol,
+                                   batching="vmap" if self.batching == "vmap" else "shared",
                                    throw=self.throw and not eager)
 
 
