@@ -40,7 +40,6 @@ TOL = types.SimpleNamespace(
 - ``spin``: 2s must be within this of an integer;
 - ``min_rtol``: the smallest accepted ``rtol`` (≈ 50 float64 machine epsilons).
 """
-HERMITIAN_TOL, STATE_TOL, OBSERVABLE_TOL = TOL.hermitian, TOL.state, TOL.observable
 
 
 # ------------------------------------------------------------------------------ predicates (numpy or jnp)

@@ -30,6 +30,7 @@ from .._checks import (
     real_array,
 )
 from .._failures import Failure, runtime_messages
+from .._options import DEFAULTS
 from ..hamiltonians import SpinModel, dimer_model
 from ..result import SolveError
 
@@ -91,10 +92,10 @@ def classical_llg(
     ts,
     alpha,
     *,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    rtol: float = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
     solver: diffrax.AbstractSolver | str | None = None,
-    max_steps: int = 100_000,
+    max_steps: int = DEFAULTS.max_steps,
 ) -> jax.Array:
     """Integrate classical LLG for the model's N spins from ``m0`` and save unit vectors at ``ts``.
 

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import DEFAULTS
 from .. import observables as obs
 from ..hamiltonians import SpinModel, chain_bonds, dimer_model, spin_model
 from ..states import (
@@ -58,11 +59,11 @@ class System:
     kappa: float
     observables: dict[str, Callable]
     equation: str = "qllg"
-    rtol: float = 1e-8
-    atol: float = 1e-10
+    rtol: float = DEFAULTS.rtol
+    atol: float = DEFAULTS.atol
     solver: str | None = None
     method: str = "auto"
-    max_steps: int = 100_000
+    max_steps: int = DEFAULTS.max_steps
     units: Units | None = None
     table: dict = dataclasses.field(default_factory=dict)
 
