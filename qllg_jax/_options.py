@@ -22,6 +22,7 @@ Room for what comes next (none of it is a parameter yet):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import equinox as eqx
@@ -66,14 +67,24 @@ class SolveOptions(eqx.Module):
         Raises ValueError naming the option: an unknown name or value, a non-bool flag, a non-positive
         tolerance, an ``rtol`` below float64's resolution, or a method object together with ``strategy`` /
         ``gauge_fix`` (its options are its own: ``Dense(strategy=...)``, ``Frame(gauge_fix=...)``).
+
+        The same options read again come from a cache (building the Module costs more than a small solve's
+        host work): a repeated call pays a dictionary lookup.
         """
+        try:  # the key holds each value's type: 1 == True == 1.0 must not share an entry
+            return _read_cached(tuple((name, type(value), value) for name, value in options.items()))
+        except TypeError:  # an unhashable value (e.g. a solver holding arrays): read it uncached
+            return cls._read(options)
+
+    @classmethod
+    def _read(cls, options: dict) -> SolveOptions:
         from .equations import EQUATIONS, STRATEGIES
         from .methods import Method
 
-        unknown = sorted(set(options) - set(option_names()))
+        unknown = sorted(set(options) - set(OPTION_NAMES))
         if unknown:
-            raise ValueError(f"unknown solve option(s) {unknown}; known: {sorted(option_names())}")
-        o = {**defaults(), **options}
+            raise ValueError(f"unknown solve option(s) {unknown}; known: {sorted(OPTION_NAMES)}")
+        o = {**_DEFAULTS, **options}
         check_choice(o["equation"], EQUATIONS, "equation")
         check_choice(o["strategy"], STRATEGIES, "strategy")
         check_choice(o["gradient"], GRADIENTS, "gradient")
@@ -102,22 +113,42 @@ class SolveOptions(eqx.Module):
     def for_core(self, eager: bool) -> SolveOptions:
         """The options the compiled core sees: host-only options at their defaults, ``batching="auto"`` as
         ``"shared"`` (one solve is one part: the same program); ``throw`` only when the solve runs under the
-        caller's transformation (an eager call raises :class:`~qllg_jax.SolveError` on the host)."""
-        return dataclasses.replace(self, method=DEFAULTS.method, strategy=DEFAULTS.strategy,
-                                   gauge_fix=DEFAULTS.gauge_fix, invariant_tol=DEFAULTS.invariant_tol,
-                                   batching="vmap" if self.batching == "vmap" else "shared",
-                                   throw=self.throw and not eager)
+        caller's transformation (an eager call raises :class:`~qllg_jax.SolveError` on the host). Cached."""
+        entry = _CORE_OPTIONS.get(id(self))
+        if entry is None or entry[0] is not self:  # by identity: read() returns the same object for the same options
+            entry = _CORE_OPTIONS[id(self)] = (self, _for_core(self, True), _for_core(self, False))
+            while len(_CORE_OPTIONS) > 64:
+                del _CORE_OPTIONS[next(iter(_CORE_OPTIONS))]
+        return entry[1] if eager else entry[2]
+
+
+def _for_core(options: SolveOptions, eager: bool) -> SolveOptions:
+    return dataclasses.replace(options, method=DEFAULTS.method, strategy=DEFAULTS.strategy,
+                               gauge_fix=DEFAULTS.gauge_fix, invariant_tol=DEFAULTS.invariant_tol,
+                               batching="vmap" if options.batching == "vmap" else "shared",
+                               throw=options.throw and not eager)
+
+
+@functools.lru_cache(maxsize=64)
+def _read_cached(items: tuple) -> SolveOptions:
+    return SolveOptions._read({name: value for name, _, value in items})
+
+
+_CORE_OPTIONS: dict[int, tuple] = {}
+"""id(options) → (options, its core options eager, traced); the entry keeps ``options`` alive, so ids stay unique."""
 
 
 def option_names() -> tuple[str, ...]:
     """The names of ``solve``'s keyword options (all but ``observables``), in signature order."""
-    return tuple(f.name for f in dataclasses.fields(SolveOptions))
+    return OPTION_NAMES
 
 
 def defaults() -> dict:
     """Option name → default."""
-    return {name: getattr(DEFAULTS, name) for name in option_names()}
+    return dict(_DEFAULTS)
 
 
 DEFAULTS = SolveOptions()
 """The defaults, one object: ``solve``'s signature, ``System`` and ``sweep_solve`` read them from here."""
+OPTION_NAMES = tuple(f.name for f in dataclasses.fields(SolveOptions))
+_DEFAULTS = {name: getattr(DEFAULTS, name) for name in OPTION_NAMES}

@@ -41,3 +41,19 @@ def test_a_method_object_runs_its_own_options_and_auto_batching_is_shared(compil
     auto = q.solve(Hs, THERMAL, TS, 0.3, method="dense", batching="auto", save_states=False, observables={"h": H})
     assert compiles == []
     np.testing.assert_array_equal(np.asarray(auto.observables["h"]), np.asarray(shared.observables["h"]))
+
+
+def test_read_options_are_cached_but_not_conflated():
+    """Reading the same options again returns the same object (no per-call Module build); 1 == True must not hit the
+    cached entry of True (it is not a flag), nor 1 the entry of 1.0."""
+    import pytest
+
+    from qllg_jax._options import SolveOptions
+
+    assert SolveOptions.read(save_states=True, rtol=1e-6) is SolveOptions.read(save_states=True, rtol=1e-6)
+    with pytest.raises(ValueError, match="save_states must be True or False"):
+        SolveOptions.read(save_states=1, rtol=1e-6)
+    assert SolveOptions.read(max_step=1.0).max_step == 1.0
+    with pytest.raises(ValueError, match="max_steps must be an integer"):
+        SolveOptions.read(max_steps=1e4)
+    assert SolveOptions.read(max_steps=10_000).max_steps == 10_000
