@@ -17,12 +17,11 @@ import types
 
 from . import _precision  # float64 on, without importing JAX for it
 
-__version__ = "0.1.0"
-
 # public name -> the submodule that defines it (imported when the name is first used)
 _EXPORTS: dict[str, tuple[str, ...]] = {
     ".equations": ("QLL", "QLLG", "FrameQLLG", "PureQLLG", "VonNeumann", "commutator", "solve_resolvent"),
-    "._checks": ("SOLVER_NAMES", "InvariantWarning", "as_array"),
+    "._arrays": ("as_array",),
+    "._solvers": ("SOLVER_NAMES",),
     ".classical": ("classical_dimer", "classical_energy", "classical_llg"),
     ".config": ("System", "build_system", "load_config", "with_overrides"),
     ".exact": ("projector_exact", "pure_state_exact", "two_level_exact", "two_level_split"),
@@ -34,7 +33,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                      "renyi_entropy", "spectrum", "spin_expectations", "trace", "von_neumann_entropy"),
     ".interop": ("from_qutip", "to_qutip"),
     ".operators": ("embed", "pauli_matrices", "site_spin_operators", "spin_dim", "spin_matrices"),
-    ".solve": ("Diagnostics", "Result", "SolveError", "estimate_memory", "solve"),
+    ".result": ("Diagnostics", "InvariantWarning", "Result", "SolveError"),
+    ".solve": ("estimate_memory", "solve"),
     ".design": ("FitError", "FitResult"),
     ".ground_state": ("GroundStateResult", "energy_and_variance", "ground_state", "passive_flow"),
     ".sweeps": ("SweepFileError", "SweepResult", "SweepStore", "grid", "load_sweep", "sweep", "sweep_solve"),
@@ -44,13 +44,14 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
                 "density_matrix", "product_state", "random_density_matrix", "random_hamiltonian", "random_ket",
                 "thermal_state", "up_down_state", "validate_state", "werner_state"),
     ".units": ("HBAR_MEV_PS", "MU_B_MEV_PER_T", "Units"),
+    "._version": ("__version__",),  # read from the installed metadata: only when asked for
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
 _SUBPACKAGES_EXPORTED = ("methods", "design")  # public names that are submodules themselves
 # submodules reachable as attributes (``qllg_jax.paper``, ``qllg_jax.observables``), imported on first access
 _SUBMODULES = ("classical", "cli", "config", "design", "equations", "exact", "ground_state", "hamiltonians",
-               "interop", "methods", "observables", "operators", "paper", "plotting", "solve", "states", "sweeps",
-               "units")
+               "interop", "methods", "observables", "operators", "paper", "plotting", "result", "solve", "states",
+               "sweeps", "units")
 # public functions with the name of the submodule that defines them: the attribute stays the function, also after
 # the import system binds the submodule to the package (``import qllg_jax.solve``)
 _FUNCTIONS_NAMED_LIKE_MODULES = ("solve", "ground_state")

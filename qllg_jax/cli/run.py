@@ -113,8 +113,8 @@ def run(args) -> int:
     status(f"qllg run: {args.config} -> {args.out}/")  # at once: the imports below take a second
     import numpy as np
 
-    from .. import __version__
-    from .._integrate import FAILURE_REASONS
+    from .._version import __version__
+    from .._failures import Failure
     from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
     from ..config.system import coupling_note
@@ -130,13 +130,11 @@ def run(args) -> int:
     if coupling_note(table):
         status(f"qllg run: note: {coupling_note(table)}")
     from .._guards import format_bytes
-    from ..solve import estimate_memory
 
-    method, nbytes = estimate_memory(system.model, system.rho0, system.ts, system.kappa, method=system.method,
-                                     save_states=False)
-    status(f"qllg run: {_describe(system)}; method {method!r}, about {format_bytes(nbytes)} of memory; solving "
-           "(a first run compiles; later runs reuse the compilation cache)")
-    result = system.solve(progress=args.progress, save_states=False, throw=False)
+    prepared = system.prepare(progress=args.progress, save_states=False, throw=False)  # ϱ0 read once
+    status(f"qllg run: {_describe(system)}; method {prepared.method.name!r}, about {format_bytes(prepared.nbytes)} "
+           "of memory; solving (a first run compiles; later runs reuse the compilation cache)")
+    result = prepared.run()
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
     values = {name: result.observables[name] for name in system.observables}  # config order
@@ -167,7 +165,7 @@ def run(args) -> int:
                   "columns": {name: column_units[name] for name in [*head, *columns]}},
         "method": result.method,
         "success": success,
-        "failure": None if success else FAILURE_REASONS.get(failure, "solver failure"),
+        "failure": None if success else Failure.of(failure).message,
         "stats": {k: np.asarray(v).tolist() for k, v in result.stats.items()},
         "diagnostics": result.diagnostics().as_dict() if success else None,
         "columns": list(head) + list(columns),
