@@ -306,12 +306,13 @@ def test_auto_selection_rules(key):
 
 def test_result_fields_are_uniform_across_methods():
     for method, rho0 in [("dense", THERMAL), ("frame", THERMAL), ("ket", KET), ("exact", KET), ("two_level", WERNER)]:
-        result = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, invariant_tol=None)
+        result = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, invariant_tol=None, rtol=1e-10, atol=1e-12)
         assert set(result.invariants) == {"trace", "purity", "energy", "representation_error"}
         assert set(result.stats) == {"num_steps", "num_accepted_steps", "num_rejected_steps", "t_reached", "failure"}
         assert all(np.shape(v) == (len(TS),) for v in result.invariants.values())
         assert result.states.shape == (len(TS), 4, 4) and bool(result.success)
-        np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e-9)
+        # the flow conserves the trace; a frame's or ket's normalisation drifts with the global error, ≲ 10³ rtol
+        np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e3 * 1e-10)
         np.testing.assert_allclose(result.invariants["energy"], np.real(np.einsum("tij,ji->t", result.states, H_DIMER)), atol=1e-9)
         nothing = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, save_states=False, invariant_tol=None)
         assert nothing.states is None and nothing.kets is None and nothing.frames is None

@@ -271,7 +271,8 @@ def test_max_steps_raises_with_time_reached_and_hint():
     assert 0.0 < t_reached < 1.0
     result = q.solve(H2, RHO, TS, 0.2, method="dense", max_steps=3, throw=False)
     assert not bool(result.success) and int(result.stats["failure"]) == 1
-    assert np.isclose(float(result.stats["t_reached"]), t_reached, rtol=1e-5)
+    # the message prints t with 6 significant digits (%g): relative rounding ≤ 5e-6
+    assert np.isclose(float(result.stats["t_reached"]), t_reached, rtol=1e-4, atol=0)
     assert not np.all(np.isfinite(np.asarray(result.states)))  # unreached saves are inf, never plausible values
 
 

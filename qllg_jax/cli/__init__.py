@@ -90,7 +90,10 @@ class _Interrupts:
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
         command = f"qllg {self.args.command}" if self.args is not None else "qllg"
         note = getattr(self.args, "interrupt_note", None)  # read now: a handler may refine it while it runs
-        print(f"{command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
+        tqdm = sys.modules.get("tqdm")
+        bar = bool(getattr(getattr(tqdm, "tqdm", None), "_instances", None))  # a progress bar is mid-line on stderr
+        print(("\n" if bar else "") + f"{command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr,
+              flush=True)
         sys.stdout.flush()
         return EXIT_INTERRUPTED
 
