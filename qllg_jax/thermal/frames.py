@@ -143,10 +143,15 @@ class FrameTrajectory(eqx.Module):
 
 
 @eqx.filter_jit
-def _integrate(thermal, frame0, weights, kappa, noise, grid, equation, gauge_fix):
-    coupling, kernel = frame_coupling(weights, kappa, equation, gauge_fix)
+def _integrate(thermal, frame0, coupling, kernel, noise, grid):
+    """The equation and the gauge fix enter only through the arrays M and c(−λ): one program for all three."""
     step = lambda u, t, h, dw: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
     return integrate_fixed(step, frame0, noise, grid)
+
+
+@eqx.filter_jit
+def _coupling(weights, kappa, equation, gauge_fix):
+    return frame_coupling(weights, kappa, equation, gauge_fix)
 
 
 def _spectral_width(thermal: ThermalHamiltonian, H) -> float | None:
@@ -239,6 +244,6 @@ def stochastic_frames(
     frame0, aux = Frame(gauge_fix=gauge_fix).initial(state)
     weights = jnp.asarray(aux["weights"], dtype=float)
     source = brownian_noise(noise, key, ts, (len(site_spins), 3), dt, brownian_tol)
-    frames = _integrate(thermal, jnp.asarray(frame0, dtype=complex), weights, kappa, source, time_grid(ts, dt),
-                        equation, gauge_fix)
+    coupling, kernel = _coupling(weights, kappa, equation, gauge_fix)
+    frames = _integrate(thermal, jnp.asarray(frame0, dtype=complex), coupling, kernel, source, time_grid(ts, dt))
     return FrameTrajectory(frames, weights)

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import as_array, concrete_value
-from .._validate import prng_key
+from .._checks import prng_key
 
 NOISES = ("tree", "steps")
 
