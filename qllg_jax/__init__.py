@@ -5,7 +5,8 @@ float64 is enabled on import. Units: energies in E0, times in ħ/E0 (ħ = 1); se
 
 from . import _precision  # noqa: F401  (enables float64)
 from .equations import QLL, QLLG, FrameQLLG, PureQLLG, VonNeumann, commutator, solve_resolvent
-from ._checks import SOLVER_NAMES, InvariantWarning, as_array
+from ._arrays import as_array
+from ._solvers import SOLVER_NAMES
 from .classical import classical_dimer, classical_energy, classical_llg
 from .config import System, build_system, load_config, with_overrides
 from .exact import projector_exact, pure_state_exact, two_level_exact, two_level_split
@@ -32,7 +33,8 @@ from .observables import (
 )
 from .interop import from_qutip, to_qutip
 from .operators import embed, pauli_matrices, site_spin_operators, spin_dim, spin_matrices
-from .solve import Diagnostics, Result, SolveError, estimate_memory, solve
+from .result import Diagnostics, InvariantWarning, Result, SolveError
+from .solve import estimate_memory, solve
 from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
 from .design import FitError, FitResult
 from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
@@ -57,7 +59,7 @@ from .states import (
 )
 from .units import HBAR_MEV_PS, MU_B_MEV_PER_T, Units
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "QLL",

@@ -63,7 +63,7 @@ class FigureData:
         write_csv(path, {"t": self.ts, **self.columns})
 
     def metadata(self) -> dict:
-        from . import __version__
+        from ._version import __version__
 
         return {
             "written_by": "qllg reproduce",

@@ -14,7 +14,8 @@ import pytest
 import qllg_jax as q
 from qllg_jax.design import fit
 from qllg_jax.ground_state import ground_state, passive_flow
-from qllg_jax._integrate import FAILURE_DT_COLLAPSE, SolveOptions, integrate
+from qllg_jax._failures import Failure
+from qllg_jax._integrate import SolveOptions, integrate
 from qllg_jax.equations import QLLG
 
 H2 = np.asarray(q.dimer_hamiltonian(B=(1.0, 0.2, 0.0), J=0.5))
@@ -295,7 +296,7 @@ def test_nan_vector_field_mid_run_reports_the_time_it_appeared():
     rho0 = q.density_matrix(q.up_down_state())
     field = QLLG(0.1)
 
-    def poisoned(rho):
+    def poisoned(t, rho):  # integrate's field takes the time (a static H ignores it)
         return jnp.where(jnp.real(rho[1, 1]) < 0.9, jnp.nan, 1.0) * field(rho, H)
 
     options = SolveOptions(diffrax.Tsit5(), max_steps=10_000)
@@ -303,8 +304,8 @@ def test_nan_vector_field_mid_run_reports_the_time_it_appeared():
     fine = np.linspace(0.0, 2.0, 2001)
     population = _up_down_population(H, 0.1, fine)
     crossing = fine[np.argmax(population < 0.9)]  # first time the field is NaN (to 1e-3)
-    ys, final, stats = integrate(poisoned, lambda rho: {"rho": rho}, rho0, ts, options, "hermitian", batched=False)
-    assert int(stats["failure"]) == FAILURE_DT_COLLAPSE
+    ys, final, stats = integrate(poisoned, lambda t, rho: {"rho": rho}, rho0, ts, options, "hermitian", batched=False)
+    assert int(stats["failure"]) == Failure.DT_COLLAPSE
     # the last accepted step ends before the crossing, within one step (≲ 0.1 here) of it
     assert crossing - 0.15 < float(stats["t_reached"]) <= crossing + 1e-3
     assert int(stats["num_steps"]) < 1000  # the collapse is detected quickly, not after max_steps

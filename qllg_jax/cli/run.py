@@ -106,8 +106,8 @@ def _describe(system) -> str:
 
 
 def run(args) -> int:
-    from .. import __version__
-    from .._integrate import FAILURE_REASONS
+    from .._version import __version__
+    from .._failures import Failure
     from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
     from ..config.system import coupling_note
@@ -124,13 +124,11 @@ def run(args) -> int:
     if coupling_note(table):
         status(f"qllg run: note: {coupling_note(table)}")
     from .._guards import format_bytes
-    from ..solve import estimate_memory
 
-    method, nbytes = estimate_memory(system.model, system.rho0, system.ts, system.kappa, method=system.method,
-                                     save_states=False)
-    status(f"qllg run: {_describe(system)}; method {method!r}, about {format_bytes(nbytes)} of memory; solving "
-           "(a first run compiles; later runs reuse the compilation cache)")
-    result = system.solve(progress=args.progress, save_states=False, throw=False)
+    prepared = system.prepare(progress=args.progress, save_states=False, throw=False)  # ϱ0 read once
+    status(f"qllg run: {_describe(system)}; method {prepared.method.name!r}, about {format_bytes(prepared.nbytes)} "
+           "of memory; solving (a first run compiles; later runs reuse the compilation cache)")
+    result = prepared.run()
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
     values = {name: result.observables[name] for name in system.observables}  # config order
@@ -151,7 +149,7 @@ def run(args) -> int:
                   "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps"},
         "method": result.method,
         "success": success,
-        "failure": None if success else FAILURE_REASONS.get(failure, "solver failure"),
+        "failure": None if success else Failure.of(failure).message,
         "stats": {k: np.asarray(v).tolist() for k, v in result.stats.items()},
         "diagnostics": result.diagnostics().as_dict() if success else None,
         "columns": list(head) + list(columns),
