@@ -109,7 +109,7 @@ def stochastic_llg(
         alpha: Gilbert damping α ≥ 0.
         temperature: τ = k_B T ≥ 0 in E0 (scalar; vmap over it for several).
         key: the trajectory's ``jax.random`` key (required at τ > 0); same key ⇒ the same path, bit for bit.
-        dt: fixed step (ħ/E0); default: a rotation of 0.05 rad per step for the faster of precession and noise.
+        dt: fixed step (ħ/E0); default: precession ≤ 0.05 rad and rms noise rotation ≤ 0.25 rad per step.
         noise: ``"tree"`` (VirtualBrownianTree: h and h/2 see the same path) or ``"steps"`` (one draw per step).
         brownian_tol: the tree's resolution (default min((t1 − t0)/2^16, dt/2)); the path depends on it.
 

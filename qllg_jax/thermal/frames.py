@@ -42,14 +42,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_choice, check_flag, check_kappa, concrete_value, is_concrete
+from .._checks import check_choice, check_flag, check_hamiltonian, check_kappa, check_spins, concrete_value, is_concrete
 from .._linalg import dagger, matmul
 from ..equations.frame import FRAME_EQUATIONS, frame_coupling, frame_density_matrix
 from ..hamiltonians import SpinModel, apply_local_terms
 from ..methods import Frame, read_initial_state
 from ..methods._operator import as_operator
 from ..operators import site_dims, site_spin_operators, spin_matrices
-from .._checks import check_spins
 from .lie import cayley_apply
 from .noise import (
     brownian_noise,
@@ -225,8 +224,6 @@ def stochastic_frames(
     site_spins = _site_spins(H, spins)
     dim = math.prod(site_dims(site_spins))
     if not isinstance(H, SpinModel):
-        from .._checks import check_hamiltonian
-
         H = check_hamiltonian(H, "H")
     state = read_initial_state(rho0, dim)
     if state.batch_shape:
