@@ -202,6 +202,22 @@ def test_same_key_same_path_different_key_different(compiles):
     keys = jax.random.split(jax.random.PRNGKey(10), 3)
     batched = np.asarray(jax.jit(jax.vmap(run))(keys))
     np.testing.assert_allclose(batched, np.stack([run(k) for k in keys]), atol=1e-12)
+    # the public entry point: a batch of keys is vmapped (leading axis 3), one key is one trajectory
+    public = q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING, temperature=0.4, key=keys, dt=0.02)
+    np.testing.assert_allclose(public, batched, atol=1e-12)
+
+
+def test_public_classical_llg_zero_temperature_is_the_deterministic_solve():
+    model, ts = q.spin_model([0.5], field=[0.0, 0.0, 1.0]), np.linspace(0.0, 2.0, 3)
+    deterministic = q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING)
+    np.testing.assert_array_equal(q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING, temperature=0.0,
+                                                  key=jax.random.PRNGKey(1)), deterministic)
+    with pytest.raises(ValueError, match="key given without temperature"):
+        q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING, key=jax.random.PRNGKey(1))
+    with pytest.raises(ValueError, match="deterministic solve only"):
+        q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING, temperature=0.1, key=jax.random.PRNGKey(1), rtol=1e-6)
+    with pytest.raises(ValueError, match="temperature"):
+        q.classical_llg(model, [[1.0, 0, 0]], ts, DAMPING, temperature=-1.0, key=jax.random.PRNGKey(1))
 
 
 def test_pathwise_gradient_matches_finite_differences():
