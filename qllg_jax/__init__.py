@@ -47,11 +47,11 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._version": ("__version__",),  # read from the installed metadata: only when asked for
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBPACKAGES_EXPORTED = ("methods", "design")  # public names that are submodules themselves
+_SUBPACKAGES_EXPORTED = ("methods", "design", "thermal")  # public names that are submodules themselves
 # submodules reachable as attributes (``qllg_jax.paper``, ``qllg_jax.observables``), imported on first access
 _SUBMODULES = ("classical", "cli", "config", "design", "equations", "exact", "ground_state", "hamiltonians",
                "interop", "methods", "observables", "operators", "paper", "plotting", "result", "solve", "states",
-               "sweeps", "units")
+               "sweeps", "thermal", "units")
 # public functions with the name of the submodule that defines them: the attribute stays the function, also after
 # the import system binds the submodule to the package (``import qllg_jax.solve``)
 _FUNCTIONS_NAMED_LIKE_MODULES = ("solve", "ground_state")
@@ -70,7 +70,7 @@ __all__ = [
     "from_qutip", "to_qutip",
     "embed", "pauli_matrices", "site_spin_operators", "spin_dim", "spin_matrices",
     "Diagnostics", "Result", "SolveError", "estimate_memory", "solve",
-    "design", "FitError", "FitResult",
+    "design", "thermal", "FitError", "FitResult",
     "GroundStateResult", "energy_and_variance", "ground_state", "passive_flow",
     "SweepResult", "grid", "sweep", "sweep_solve", "SweepStore", "SweepFileError", "load_sweep",
     "SizeError", "memory_limit", "set_memory_limit",
