@@ -69,12 +69,6 @@ FAILURE_REASONS = {int(f): f.message for f in Failure}
 """code → message, as stored in sweep files (``failure_reasons``)."""
 
 
-def runtime_messages(max_steps: int, what: str = "q-LLG solve") -> list[str]:
-    """One message per code, in code order: what a failure under the caller's jit/vmap raises
-    (``eqx.branched_error_if``)."""
-    return [f"{what} failed: {f.message}; hint: {f.hint(max_steps)}" for f in Failure]
-
-
 def failure_message(saved, stats, success, ts, max_steps: int, implicit: bool = False, what: str = "q-LLG solve") -> str:
     """Which trajectory failed, why, the time it reached and a hint, from a concrete result: ``saved`` (pytree of
     (..., T, …) arrays), ``stats`` (``failure``, ``t_reached`` (...,)), ``success`` bool (...,), ``ts`` (T,)."""

@@ -224,8 +224,9 @@ def solve(
         gauge_fix: frame method: zero the generator inside equal-eigenvalue blocks (fewer steps); with a method
             object: ``Frame(gauge_fix=...)`` (passing both is a ValueError).
         throw: raise on failure. An eager call raises :class:`SolveError` (reason, time reached, hint); under
-            ``jax.jit``/``vmap`` (traced inputs) a runtime error with the reason and hint. With ``throw=False``
-            check ``result.success`` and ``result.stats["failure"]``.
+            ``jax.jit``/``vmap``/``grad`` (traced inputs) JAX raises a runtime error whose last line is the same
+            message plus the line that called solve (:func:`~qllg_jax._failures.error_if_failed`). With
+            ``throw=False`` check ``result.success`` and ``result.stats["failure"]``.
         progress: a tqdm progress bar over simulation time (integrating methods).
         invariant_tol: warn with :class:`~qllg_jax.InvariantWarning` when an eager result's
             :meth:`Result.diagnostics` exceed it (energy: relative to max(1, |E|)); None: no check.

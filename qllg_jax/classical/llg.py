@@ -123,7 +123,7 @@ def classical_llg(
     Raises:
         ValueError: invalid input (named argument), before any compute. :class:`~qllg_jax.SolveError`: the
         integration stopped early (max_steps reached, step size collapsed), with the time reached and a hint;
-        inside ``jax.jit``/``vmap`` the same failure is a runtime error (``eqx.error_if``).
+        inside ``jax.jit``/``vmap`` the same failure is a runtime error whose last line is this message.
     """
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
