@@ -36,6 +36,7 @@ from .operators import embed, pauli_matrices, site_spin_operators, spin_dim, spi
 from .result import Diagnostics, InvariantWarning, Result, SolveError
 from .solve import estimate_memory, solve
 from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
+from . import thermal  # noqa: E402  (finite temperature: thermal.stochastic_frames; classical.stochastic_llg)
 from .design import FitError, FitResult
 from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
 from .sweeps import SweepFileError, SweepResult, SweepStore, grid, load_sweep, sweep, sweep_solve
@@ -122,6 +123,7 @@ __all__ = [
     "estimate_memory",
     "solve",
     "design",
+    "thermal",
     "FitError",
     "FitResult",
     "GroundStateResult",
