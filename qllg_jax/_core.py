@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._checks import are_times, is_damping, is_density_matrix, is_hamiltonian, is_ket
-from ._failures import Failure, runtime_messages
+from ._failures import Failure
 from ._integrate import derivative_options, derivative_step_cap, integrate
 from ._options import SolveOptions
 from .hamiltonians import SpinModel
@@ -283,9 +283,6 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
         energy_increase=jnp.max(jnp.diff(invariants["energy"], axis=-1), axis=-1, initial=0.0),
     )
     out = {"saved": saved, "stats": stats, "success": success, "diagnostics": diagnostics}
-    if options.throw:
-        index = jnp.max(jnp.where(success, 0, failure))
-        out = eqx.branched_error_if(out, ~jnp.all(success), index, runtime_messages(options.max_steps))
     if batched:
         out = jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
     return out

@@ -69,12 +69,6 @@ FAILURE_REASONS = {int(f): f.message for f in Failure}
 """code → message, as stored in sweep files (``failure_reasons``)."""
 
 
-def runtime_messages(max_steps: int, what: str = "q-LLG solve") -> list[str]:
-    """One message per code, in code order: what a failure under the caller's jit/vmap raises
-    (``eqx.branched_error_if``)."""
-    return [f"{what} failed: {f.message}; hint: {f.hint(max_steps)}" for f in Failure]
-
-
 def failure_message(saved, stats, success, ts, max_steps: int, implicit: bool = False, what: str = "q-LLG solve") -> str:
     """Which trajectory failed, why, the time it reached and a hint, from a concrete result: ``saved`` (pytree of
     (..., T, …) arrays), ``stats`` (``failure``, ``t_reached`` (...,)), ``success`` bool (...,), ``ts`` (T,)."""
@@ -102,5 +96,71 @@ def failure_message(saved, stats, success, ts, max_steps: int, implicit: bool = 
         finite = np.isfinite(trace)
         t_reached = float(ts_np[finite.nonzero()[0][-1]]) if finite.any() else float(ts_np[0])
     element = f" (batch element {bad})" if flat_success.size > 1 or success.ndim > 0 else ""
+    if failure >= Failure.BAD_H:  # an input check: nothing was integrated
+        return f"{what} failed{element}: {failure.message}; hint: {failure.hint(max_steps, implicit)}"
     return (f"{what} failed{element}: {failure.message}{where} at t = {t_reached:.6g} of [{ts_np[0]:.6g}, "
             f"{ts_np[-1]:.6g}]; hint: {failure.hint(max_steps, implicit)}")
+
+
+def _quiet_callback_log():
+    """JAX logs every exception raised in a callback ("jax.pure_callback failed" and its traceback on stderr) before
+    it raises it again wrapped in its runtime error: drop that duplicate for ours (the error itself still raises)."""
+    import logging
+
+    class _Ours(logging.Filter):
+        def filter(self, record):
+            error = record.exc_info[1] if record.exc_info else None
+            return not getattr(error, "qllg_failure", False)
+
+    logging.getLogger("jax._src.callback").addFilter(_Ours())
+
+
+_quiet_callback_log()
+
+
+def error_if_failed(tree, failure, describe, context=None):
+    """``tree`` (a pytree) unchanged, but running it raises :class:`~qllg_jax.SolveError` when any ``failure`` code
+    (int array) is nonzero: the runtime error of a solve that runs under the caller's ``jax.jit``/``vmap``/``grad``.
+
+    ``describe(codes, host_tree, host_context)`` builds the message on the host from numpy values (``codes`` with
+    the caller's vmap axes first, ``tree`` and ``context`` alike), so the message can be the eager one (reason,
+    batch element, time reached, hint). The check costs one ``lax.cond`` per call; the host callback (which moves
+    the tree to the host) runs only when something failed. Tangents pass through unchanged.
+
+    JAX shows the error as ``JaxRuntimeError: INTERNAL: CpuCallback error calling callback: Traceback …`` with the
+    frames of the call inside and this message as its LAST line, ``qllg_jax.SolveError: q-LLG solve failed …``.
+    """
+    import equinox as eqx
+    import equinox.internal as eqxi
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from .result import SolveError
+
+    dynamic, static = eqx.partition(tree, eqx.is_array)
+    leaves, treedef = jax.tree_util.tree_flatten(dynamic)
+
+    def raise_on_host(codes, ctx, *values):
+        codes = np.asarray(codes)
+        if np.any(codes != 0):
+            host = eqx.combine(jax.tree_util.tree_unflatten(treedef, [np.asarray(v) for v in values]), static)
+            error = SolveError(describe(codes, host, None if context is None else np.asarray(ctx)))
+            error.qllg_failure = True
+            raise error
+        return values
+
+    @jax.custom_jvp
+    def checked(codes, ctx, *values):
+        def fail():
+            shapes = tuple(jax.ShapeDtypeStruct(v.shape, v.dtype) for v in values)
+            return jax.pure_callback(raise_on_host, shapes, codes, ctx, *values, vmap_method="broadcast_all")
+
+        return jax.lax.cond(eqxi.unvmap_any(jnp.any(codes != 0)), fail, lambda: tuple(values))
+
+    @checked.defjvp
+    def checked_jvp(primals, tangents):
+        return checked(*primals), tuple(tangents[2:])
+
+    ctx = jnp.zeros(()) if context is None else context
+    return eqx.combine(jax.tree_util.tree_unflatten(treedef, list(checked(failure, ctx, *leaves))), static)

@@ -6,7 +6,7 @@ refuses conflicting ones; ``solve``'s signature, :func:`~qllg_jax.estimate_memor
 their names and defaults from here (:data:`DEFAULTS`, :func:`option_names`) instead of introspecting ``solve``.
 
 The compiled core gets :meth:`SolveOptions.for_core`: the same object with the options that only the host reads
-(``method``, ``strategy``, ``gauge_fix``, ``invariant_tol``) at their defaults, so they never key a compilation.
+(``method``, ``strategy``, ``gauge_fix``, ``invariant_tol``, ``throw``) fixed, so they never key a compilation.
 
 Room for what comes next (none of it is a parameter yet):
 
@@ -110,23 +110,22 @@ class SolveOptions(eqx.Module):
         o["solver"] = check_solver(o["solver"], rtol=o["rtol"])
         return cls(**o)
 
-    def for_core(self, eager: bool) -> SolveOptions:
-        """The options the compiled core sees: host-only options at their defaults, ``batching="auto"`` as
-        ``"shared"`` (one solve is one part: the same program); ``throw`` only when the solve runs under the
-        caller's transformation (an eager call raises :class:`~qllg_jax.SolveError` on the host). Cached."""
+    def for_core(self) -> SolveOptions:
+        """The options the compiled core sees: host-only options (``method``, ``strategy``, ``gauge_fix``,
+        ``invariant_tol``, ``throw``: failures are raised by :func:`~qllg_jax.solve` around the core) at fixed values
+        and ``batching="auto"`` as ``"shared"`` (one solve is one part: the same program). Cached."""
         entry = _CORE_OPTIONS.get(id(self))
         if entry is None or entry[0] is not self:  # by identity: read() returns the same object for the same options
-            entry = _CORE_OPTIONS[id(self)] = (self, _for_core(self, True), _for_core(self, False))
+            entry = _CORE_OPTIONS[id(self)] = (self, _for_core(self))
             while len(_CORE_OPTIONS) > 64:
                 del _CORE_OPTIONS[next(iter(_CORE_OPTIONS))]
-        return entry[1] if eager else entry[2]
+        return entry[1]
 
 
-def _for_core(options: SolveOptions, eager: bool) -> SolveOptions:
+def _for_core(options: SolveOptions) -> SolveOptions:
     return dataclasses.replace(options, method=DEFAULTS.method, strategy=DEFAULTS.strategy,
                                gauge_fix=DEFAULTS.gauge_fix, invariant_tol=DEFAULTS.invariant_tol,
-                               batching="vmap" if options.batching == "vmap" else "shared",
-                               throw=options.throw and not eager)
+                               batching="vmap" if options.batching == "vmap" else "shared", throw=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -135,7 +134,7 @@ def _read_cached(items: tuple) -> SolveOptions:
 
 
 _CORE_OPTIONS: dict[int, tuple] = {}
-"""id(options) → (options, its core options eager, traced); the entry keeps ``options`` alive, so ids stay unique."""
+"""id(options) → (options, its core options); the entry keeps ``options`` alive, so ids stay unique."""
 
 
 def option_names() -> tuple[str, ...]:

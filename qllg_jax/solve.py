@@ -18,17 +18,21 @@ the compilation.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import os
+import sys
 from collections.abc import Callable, Mapping
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ._core import core_ndim
 from ._core import solve_compiled as _solve_compiled
-from ._failures import failure_message
+from ._failures import error_if_failed, failure_message
 from ._guards import check_bytes, dense_bytes
 from ._options import DEFAULTS, SolveOptions
 from ._prepare import Problem, prepare
@@ -89,8 +93,12 @@ class PreparedSolve:
         if p.method.closed_form and p.batch:
             flat = jax.ShapeDtypeStruct((math.prod(p.batch),) + p.y0.shape[-core_ndim(p.method):], complex)
             chunk = _closed_form_chunk(flat, p.ts.shape[0])
-        out = _solve_compiled(p.method, p.H, p.y0, p.aux, p.kappa, p.ts, p.observables, options.for_core(p.eager),
-                              p.checks, chunk)
+        out = _solve_compiled(p.method, p.H, p.y0, p.aux, p.kappa, p.ts, p.observables, options.for_core(), p.checks,
+                              chunk)
+        if options.throw and not p.eager:  # under the caller's jit/vmap/grad: a runtime error, the eager message
+            out = error_if_failed(out, out["stats"]["failure"], functools.partial(
+                _runtime_message, batch=p.batch, max_steps=options.max_steps, where=_call_site(),
+                implicit=isinstance(options.solver, diffrax.AbstractImplicitSolver)), p.ts)
         saved = out["saved"]
         result = Result(
             ts=p.ts, observables=saved["observables"], invariants=saved["invariants"], stats=out["stats"],
@@ -108,6 +116,28 @@ class PreparedSolve:
                 warn_invariants(result.checks, options.invariant_tol, f"solve (method {p.method.name!r})",
                                 {"energy_increase": energy_scale}, stacklevel=4)
         return result
+
+
+def _runtime_message(codes, out, ts, *, batch, max_steps, where, implicit) -> str:
+    """The eager failure message from the host values of a traced solve (the caller's vmap axes first)."""
+    if ts.ndim > 1:  # a vmapped ts: the row of the first failed element
+        first = int(np.flatnonzero(np.asarray(codes).reshape(-1))[0]) // max(1, math.prod(batch))
+        ts = ts.reshape(-1, ts.shape[-1])[first]
+    message = failure_message(out["saved"], out["stats"], out["success"], ts, max_steps, implicit)
+    return f"{message} (raised at run time by the solve called at {where})"
+
+
+def _call_site() -> str:
+    """"file:line (in function)" of the first caller outside qllg_jax, jax and equinox (read when traced)."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_INTERNAL_PATHS):
+        frame = frame.f_back
+    if frame is None:
+        return "an unknown place"
+    return f"{frame.f_code.co_filename}:{frame.f_lineno} (in {frame.f_code.co_name})"
+
+
+_INTERNAL_PATHS = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules["qllg_jax"], jax, eqx))
 
 
 def _broadcast(weights, batch):
@@ -194,8 +224,9 @@ def solve(
         gauge_fix: frame method: zero the generator inside equal-eigenvalue blocks (fewer steps); with a method
             object: ``Frame(gauge_fix=...)`` (passing both is a ValueError).
         throw: raise on failure. An eager call raises :class:`SolveError` (reason, time reached, hint); under
-            ``jax.jit``/``vmap`` (traced inputs) a runtime error with the reason and hint. With ``throw=False``
-            check ``result.success`` and ``result.stats["failure"]``.
+            ``jax.jit``/``vmap``/``grad`` (traced inputs) JAX raises a runtime error whose last line is the same
+            message plus the line that called solve (:func:`~qllg_jax._failures.error_if_failed`). With
+            ``throw=False`` check ``result.success`` and ``result.stats["failure"]``.
         progress: a tqdm progress bar over simulation time (integrating methods).
         invariant_tol: warn with :class:`~qllg_jax.InvariantWarning` when an eager result's
             :meth:`Result.diagnostics` exceed it (energy: relative to max(1, |E|)); None: no check.

@@ -159,13 +159,14 @@ def _mixed_dimer():
 QTS = np.linspace(0.0, 2.0, 3)
 
 
-def _dimer_frames(temperature, equation="qllg", dense=False, n=8):
+def _dimer_frames(temperature, equation="qllg", dense=False, n=8, ensemble=False):
     """One program for every equation, temperature and key (the equation enters through arrays)."""
     model, rho0 = _mixed_dimer()
     H, spins = (np.asarray(model.matrix()), (0.5, 0.5)) if dense else (model, None)
     run = jax.vmap(lambda k: stochastic_frames(H, rho0, QTS, DAMPING, temperature=temperature, key=k, dt=0.02,
-                                               equation=equation, spins=spins).density_matrices())
-    return rho0, np.asarray(run(_keys(6, n)))
+                                               equation=equation, spins=spins))
+    trajectories = run(_keys(6, n))
+    return (rho0, np.asarray(trajectories.density_matrices())) if not ensemble else trajectories
 
 
 @pytest.mark.parametrize("equation", ["qllg", "qll", "von_neumann"])
@@ -179,6 +180,27 @@ def test_spectrum_conserved_per_trajectory_noisy_mixed_dimer(equation):
         assert entropy(np.linalg.eigvalsh(rho[:, -1].mean(0))) > entropy(initial) + 1e-3
         # the dense noise operator (a raw H with spins, embedded S_k) gives the matrix-free trajectories
         np.testing.assert_allclose(_dimer_frames(0.5, dense=True)[1], rho, atol=1e-12)
+
+
+def test_ensemble_helpers_against_numpy():
+    from qllg_jax.thermal import ensemble_density_matrix, ensemble_energy, ensemble_mean, ensemble_spin_expectations
+
+    trajectories = _dimer_frames(0.5, ensemble=True)
+    rho = np.einsum("ntir,nr,ntjr->ntij", np.asarray(trajectories.frames), np.asarray(trajectories.weights),
+                    np.asarray(trajectories.frames).conj())
+    np.testing.assert_allclose(ensemble_density_matrix(trajectories), rho.mean(0), atol=1e-14)
+    pauli = np.asarray(q.pauli_matrices())
+    sigma1 = np.einsum("aij,kl->aikjl", pauli, np.eye(2)).reshape(3, 4, 4)  # σ ⊗ 1 (site 0)
+    bloch = np.real(np.einsum("ntij,aji->nta", rho, sigma1))
+    mean, se = ensemble_spin_expectations(trajectories, (0.5, 0.5), normalised=True)
+    np.testing.assert_allclose(mean[:, 0], bloch.mean(0), atol=1e-13)
+    np.testing.assert_allclose(se[:, 0], bloch.std(0, ddof=1) / np.sqrt(len(bloch)), atol=1e-13)
+    H = np.asarray(q.dimer_model(B=(1.0, 0.0, 0.5), J=1.0, D=(0.0, 0.0, 0.3)).matrix())
+    energies = np.real(np.einsum("ntij,ji->nt", rho, H))
+    np.testing.assert_allclose(ensemble_energy(trajectories, H)[0], energies.mean(0), atol=1e-13)
+    np.testing.assert_allclose(ensemble_energy(trajectories, H)[0][0], np.real(np.trace(_mixed_dimer()[1] @ H)), atol=1e-12)
+    with pytest.raises(ValueError, match="at least 2"):
+        ensemble_mean(np.ones((1, 3)))
 
 
 def test_zero_temperature_quantum_equals_deterministic_solve():

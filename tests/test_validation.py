@@ -338,7 +338,9 @@ def test_batched_failure_names_the_element():
 
 
 def test_failure_under_jit_is_a_runtime_error():
-    with pytest.raises(Exception, match=r"q-LLG solve failed: max_steps reached; hint: raise max_steps \(now 3\)"):
+    """The runtime error reads like the eager SolveError: the reason, the time reached, the hint."""
+    with pytest.raises(Exception, match=r"q-LLG solve failed: max_steps reached at t = [0-9.e+-]+ of \[0, 1\]; "
+                                        r"hint: raise max_steps \(now 3\)"):
         jax.block_until_ready(jax.jit(lambda k: q.solve(H2, RHO, TS, k, method="dense", max_steps=3).states)(0.2))
 
 
@@ -376,6 +378,32 @@ def test_traced_invalid_inputs_fail_with_their_reason():
     assert codes(nan_field, np.array([1.0, np.nan])) == [0, 5]
     with pytest.raises(Exception, match="q-LLG solve failed: invalid input: kappa is negative or not finite"):
         jax.block_until_ready(jax.jit(lambda k: q.solve(H2, RHO, TS, k).states)(-0.1))
+
+
+def _last_line(error) -> str:
+    return [line for line in str(error).splitlines() if line.strip()][-1]
+
+
+@pytest.mark.parametrize("transform", ["jit", "vmap", "grad"])
+def test_traced_failure_ends_with_the_product_message(transform, caplog):
+    """Issue 24 item 6: under jax.jit / jax.vmap / jax.grad a traced bad κ stops the run with JAX's runtime error
+    whose LAST line is qllg_jax's message (reason, batch element, hint and the line that called solve), and JAX's
+    duplicate "jax.pure_callback failed" log of the same traceback is not printed. (Before: equinox's banner
+    "...Please wrap your program with equinox.filter_jit" was the last line, the log doubled the output.)"""
+    line = sys._getframe().f_lineno + 3  # the line of the solve call below
+
+    def energy(k):
+        return q.solve(H2, RHO, TS, k, method="dense").invariants["energy"][..., -1]
+
+    run = {"jit": lambda: jax.jit(energy)(-0.1), "vmap": lambda: jax.vmap(energy)(jnp.array([0.1, -0.1])),
+           "grad": lambda: jax.grad(energy)(-0.1)}[transform]
+    with pytest.raises(Exception) as info:
+        jax.block_until_ready(run())
+    last = _last_line(info.value)
+    assert last.startswith("SolveError: q-LLG solve failed") and "kappa is negative or not finite; hint:" in last
+    assert f"{__file__}:{line} (in energy)" in last
+    assert ("(batch element 1)" in last) == (transform == "vmap")
+    assert "jax.pure_callback failed" not in caplog.text
 
 
 def test_diagnostics_after_a_failed_solve():

@@ -29,7 +29,7 @@ from .._checks import (
     is_concrete,
     real_array,
 )
-from .._failures import Failure, runtime_messages
+from .._failures import Failure, error_if_failed
 from .._options import DEFAULTS
 from ..hamiltonians import SpinModel, dimer_model
 from ..result import SolveError
@@ -62,18 +62,26 @@ def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
     return sol.ys[0], Failure.from_diffrax(sol.result), sol.ys[1][0]
 
 
+def _failure_text(code, t_reached, ts, max_steps, what: str = "classical LLG solve") -> str:
+    failure, ts = Failure.of(code), np.asarray(ts)
+    return (f"{what} failed: {failure.message} at t = {float(t_reached):.6g} of [{ts[0]:.6g}, "
+            f"{ts[-1]:.6g}]; hint: {failure.hint(max_steps)}")
+
+
 def _check_failure(ms, code, t_reached, ts, max_steps):
     """Raise :class:`~qllg_jax.SolveError` (reason, time reached, hint) when the integration failed; under
-    ``jax.jit``/``vmap`` attach the same reason and hint as a runtime error (``eqx.branched_error_if``)."""
+    ``jax.jit``/``vmap`` the same message as a runtime error (:func:`~qllg_jax._failures.error_if_failed`)."""
     if not is_concrete(code, t_reached, ts):
-        code = jnp.max(code)
-        return eqx.branched_error_if(ms, code != 0, code, runtime_messages(max_steps, "classical LLG integration"))
-    failure = Failure.of(np.max(np.asarray(code)))
-    if failure == Failure.NONE:
+        def describe(codes, host, ts):  # on the host, at run time (the caller's vmap axes first)
+            first = int(np.flatnonzero(codes.reshape(-1))[0])
+            return _failure_text(codes.reshape(-1)[first], host[1].reshape(-1)[first], ts.reshape(-1, ts.shape[-1])[0],
+                                 max_steps, "classical LLG integration")
+
+        return error_if_failed((ms, t_reached), code, describe, ts)[0]
+    code = np.max(np.asarray(code))
+    if code == 0:
         return ms
-    t, ts = float(np.min(np.asarray(t_reached))), np.asarray(ts)
-    raise SolveError(f"classical LLG solve failed: {failure.message} at t = {t:.6g} of [{ts[0]:.6g}, {ts[-1]:.6g}]; "
-                     f"hint: {failure.hint(max_steps)}")
+    raise SolveError(_failure_text(code, np.min(np.asarray(t_reached)), ts, max_steps))
 
 
 def _check_m0(m0, n_sites: int):
@@ -115,7 +123,7 @@ def classical_llg(
     Raises:
         ValueError: invalid input (named argument), before any compute. :class:`~qllg_jax.SolveError`: the
         integration stopped early (max_steps reached, step size collapsed), with the time reached and a hint;
-        inside ``jax.jit``/``vmap`` the same failure is a runtime error (``eqx.error_if``).
+        inside ``jax.jit``/``vmap`` the same failure is a runtime error whose last line is this message.
     """
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
