@@ -32,8 +32,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from ._checks import HERMITIAN_TOL, as_array, check_hamiltonian, concrete_value, is_concrete
-from ._validate import real_array
+from ._checks import TOL, as_array, check_hamiltonian, concrete_value, is_concrete, real_array
 from .hamiltonians import SpinModel
 from .methods._operator import Operator, as_operator
 
@@ -145,6 +144,11 @@ def _scale_model(model: SpinModel, factor) -> SpinModel:
 
 def _dense(H) -> jax.Array:
     return H.matrix() if isinstance(H, SpinModel) else jnp.asarray(H, dtype=complex)
+
+
+def _is_pulse(f) -> bool:
+    """A :mod:`qllg_jax.pulses` pulse, by its protocol (bound, step_ts, time_scale): pulses imports this module."""
+    return isinstance(f, eqx.Module) and all(callable(getattr(f, n, None)) for n in ("bound", "step_ts", "sample"))
 
 
 def _is_real_scalar(x) -> bool:
@@ -509,7 +513,7 @@ class TimeCallable(TimeDependent):
             raise ValueError(f"timecallable: fn(t) is not finite (NaN or inf) at t = {grid[np.argmin(finite)]:.6g}")
         error = np.max(np.abs(values - np.conj(np.swapaxes(values, -1, -2))), axis=(-2, -1))
         scale = np.maximum(1.0, np.max(np.abs(values), axis=(-2, -1)))
-        if np.any(error > HERMITIAN_TOL * scale):
+        if np.any(error > TOL.hermitian * scale):
             k = int(np.argmax(error / scale))
             raise ValueError(f"timecallable: fn(t) is not Hermitian at t = {grid[k]:.6g}: max |H - H^†| = {error[k]:.3g}")
 
@@ -600,9 +604,7 @@ def modulated(f, H1, *, discontinuity_ts=None) -> Modulated:
         TypeError/ValueError before compute: f not callable, not traceable, returning complex or non-scalar values;
         H1 not Hermitian or not (D, D).
     """
-    from .pulses import Pulse
-
-    f, _ = _real_scalar_function(f, "f", allow_batch=isinstance(f, Pulse))
+    f, _ = _real_scalar_function(f, "f", allow_batch=_is_pulse(f))
     H1 = _check_operator(H1, "H1")
     return Modulated(f, H1, np.ones(()), _declared_times(discontinuity_ts))
 

@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
-from ._checks import concrete_value, is_concrete
-from ._validate import real_array
+from ._checks import concrete_value, is_concrete, real_array
+from .drives import modulated
 from .hamiltonians import SpinModel, spin_model
 from .units import Units
 
@@ -173,8 +173,6 @@ class Pulse(eqx.Module):
         if isinstance(other, Pulse):
             return PulseProduct((self, other))
         if _is_operator(other):
-            from .drives import modulated
-
             return modulated(self, other)
         return NotImplemented
 
@@ -417,7 +415,6 @@ def field_drive(spins, pulse, direction, *, sites=None, units: Units | None = No
         direction: b (3,), energy units E0 (tesla with ``units``: b = g μ_B B/E0).
         sites: driven sites (default all).
     """
-    from .drives import modulated
 
     spins = _spins_of(spins)
     model = spin_model(spins, field=_site_fields(spins, direction, sites, units, g, "direction"))
