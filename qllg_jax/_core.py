@@ -25,6 +25,7 @@ from ._checks import are_times, is_damping, is_density_matrix, is_hamiltonian, i
 from ._failures import Failure
 from ._integrate import derivative_options, derivative_step_cap, integrate
 from ._options import SolveOptions
+from .drives import DrivenOperator, TimeDependent
 from .hamiltonians import SpinModel
 from .methods import Method
 from .methods._observables import Observables
@@ -35,12 +36,31 @@ from .result import Diagnostics
 def hamiltonian_at(H: Operator, t) -> Operator:
     """H(t) as the methods take it (an :class:`~qllg_jax.methods._operator.Operator`), for ONE trajectory.
 
-    A static H: itself, at every t (the operator is built once, before the integration). This is the seam for
-    time-dependent Hamiltonians: a driven H is evaluated here (``as_operator(H(t), dense)``); its
-    ``discontinuity_ts`` then go to :func:`~qllg_jax._integrate.integrate` as ``jump_ts``.
+    A static H: itself, at every t (the operator is built once, before the integration). A driven H (its
+    :class:`~qllg_jax.drives.DrivenOperator`, built once from the drive's terms): H(t) as one Operator, dense
+    ``H0 + Σ c_k(t) H_k`` or the SpinModel local terms with the coefficients c_k(t) folded in (matrix-free).
     """
-    del t
+    if isinstance(H, DrivenOperator):
+        return H.at(t)
     return H
+
+
+def spectral_width(H: Operator, ts) -> jax.Array:
+    """W ≥ E_max − E_min of H over the solve: a static H's width, or for a driven H a bound over [ts[0], ts[-1]]
+    (static width + Σ_k max|c_k|·width(H_k), :meth:`DrivenOperator.spectral_width`)."""
+    if isinstance(H, DrivenOperator):
+        return H.spectral_width(ts[0], ts[-1])
+    return H.spectral_width()
+
+
+def drive_times(H) -> tuple:
+    """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
+    discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
+    a pulse arriving while the state is at rest is not stepped over)."""
+    if not isinstance(H, TimeDependent):
+        return None, None
+    jumps, steps = H.discontinuity_ts, H.step_ts()
+    return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
 
 
 class InputChecks(eqx.Module):
@@ -92,6 +112,8 @@ def core_ndim(method: Method) -> int:
 
 
 def _model_batch(H) -> tuple[int, ...]:
+    if isinstance(H, TimeDependent):
+        return ()
     return tuple(H.field.shape[:-2]) if isinstance(H, SpinModel) else tuple(H.shape[:-2])
 
 
@@ -188,26 +210,26 @@ def _closed_form(method, operator, y0, aux, kappa, ts, observables, options, bat
     return saved, final, stats
 
 
-def _integrated(method, operator, y0, aux, kappa, ts, observables, options, batched, axes):
-    """(saved, final state, stats) of an integrating method, derivatives through the capped integration."""
+def _integrated(method, operator, y0, aux, kappa, ts, observables, options, batched, axes, times=(None, None)):
+    """(saved, final state, stats) of an integrating method, derivatives through the capped integration;
+    ``times``: (jump_ts, step_ts) of a driven H (:func:`drive_times`)."""
     h_axis, k_axis, aux_axis = axes
-    dynamic, static = eqx.partition((operator, y0, aux, kappa, ts, observables), eqx.is_array)
-    jump_ts = None  # a driven H's discontinuity_ts go here (the step-size controller steps to them)
+    dynamic, static = eqx.partition((operator, y0, aux, kappa, ts, observables, times), eqx.is_array)
 
     def run(dynamic, capped: bool):
-        operator, y0, aux, kappa, ts, observables = eqx.combine(dynamic, static)
+        operator, y0, aux, kappa, ts, observables, (jump_ts, step_ts) = eqx.combine(dynamic, static)
         options_ = derivative_options(options, dynamic) if capped else options
         scale = 1 + jnp.max(kappa) ** 2 if options.equation == "qll" else 1.0
 
         def cap(h):
-            return derivative_step_cap(scale * h.spectral_width(), options_) if capped else None
+            return derivative_step_cap(scale * spectral_width(h, ts), options_) if capped else None
 
         if batched and options.batching == "vmap":
             def one(y, h, k, a):
                 f, r, _ = _trajectory(method, options, observables, False, (None, None, None))
                 return integrate(lambda t, x: f(t, x, h, k, a), lambda t, x: r(t, x, h, a), y, ts, options_,
                                  method.packing, batched=False, max_step=cap(h), differentiated=capped,
-                                 jump_ts=jump_ts)
+                                 jump_ts=jump_ts, step_ts=step_ts)
 
             return jax.vmap(one, in_axes=(0, h_axis, k_axis, aux_axis))(y0, operator, kappa, aux)
         step_cap = None
@@ -217,7 +239,7 @@ def _integrated(method, operator, y0, aux, kappa, ts, observables, options, batc
         saved, final, stats = integrate(
             lambda t, y: field(t, y, operator, kappa, aux), lambda t, y: record(t, y, operator, aux),
             y0, ts, options_, method.packing, batched=batched, max_step=step_cap, differentiated=capped,
-            jump_ts=jump_ts,
+            jump_ts=jump_ts, step_ts=step_ts,
         )
         if batched:
             saved = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 1), saved)
@@ -256,13 +278,18 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
     if checks.ts:  # a traced, invalid ts must not reach diffrax (it would raise whatever throw says)
         ts = jnp.where(are_times(ts, jnp), ts, jnp.arange(ts.shape[0], dtype=ts.dtype))
     dense = method.needs_dense_H
-    operator = (jax.vmap(lambda h: as_operator(h, dense))(H) if h_axis == 0 else as_operator(H, dense))
+    driven = isinstance(H, TimeDependent)
+    if driven:  # one DrivenOperator for every trajectory (a drive has no batch axes here: see read_hamiltonian)
+        operator = H.operator(dense)
+    else:
+        operator = (jax.vmap(lambda h: as_operator(h, dense))(H) if h_axis == 0 else as_operator(H, dense))
     drift = _trajectory(method, options, observables, batched, axes)[2]
     if method.closed_form:
         saved, final, stats = _closed_form(method, operator, y0, aux, kappa, ts, observables, options, batched, axes,
                                            chunk)
     else:
-        saved, final, stats = _integrated(method, operator, y0, aux, kappa, ts, observables, options, batched, axes)
+        saved, final, stats = _integrated(method, operator, y0, aux, kappa, ts, observables, options, batched, axes,
+                                          drive_times(H))
 
     lead = 1 if batched else 0
     finite = jnp.ones((math.prod(batch),) if batched else (), dtype=bool)
@@ -280,7 +307,9 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
         hermiticity_error=jnp.max(invariants["representation_error"], axis=-1),
         purity_drift=jnp.max(jnp.abs(invariants["purity"] - first(invariants["purity"])), axis=-1),
         spectrum_drift=drift(final, y0, aux),
-        energy_increase=jnp.max(jnp.diff(invariants["energy"], axis=-1), axis=-1, initial=0.0),
+        # under a drive Tr ϱH(t) is not monotone (the drive does work): NaN, "not measurable" (never warned)
+        energy_increase=(jnp.full(finite.shape, jnp.nan) if driven else
+                         jnp.max(jnp.diff(invariants["energy"], axis=-1), axis=-1, initial=0.0)),
     )
     out = {"saved": saved, "stats": stats, "success": success, "diagnostics": diagnostics}
     if batched:

@@ -199,20 +199,23 @@ def derivative_options(options: SolveOptions, inputs) -> SolveOptions:
                                                                 is_leaf=lambda x: x is None))
 
 
-def controller(options: SolveOptions, ts: jax.Array, batched: bool, max_step=None, jump_ts=None):
+def controller(options: SolveOptions, ts: jax.Array, batched: bool, max_step=None, jump_ts=None, step_ts=None):
     """The step-size controller: PID on ``options.rtol``/``atol`` (a batch: the norm :func:`batch_max_rms`), steps
     ≥ :data:`DTMIN_FRACTION` of the span (smaller: a collapse), ≤ ``max_step`` (default ``options.max_step``);
     with ``jump_ts``, clipped to step to just before and after each of those times (diffrax's
-    ``ClipStepSizeController``)."""
+    ``ClipStepSizeController``); with ``step_ts``, steps also land on those times (a short pulse's grid)."""
     pid = diffrax.PIDController(
         rtol=options.rtol, atol=options.atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False,
         dtmax=options.max_step if max_step is None else max_step, **({"norm": batch_max_rms} if batched else {}),
     )
-    return pid if jump_ts is None else diffrax.ClipStepSizeController(pid, jump_ts=jump_ts)
+    if jump_ts is None and step_ts is None:
+        return pid
+    return diffrax.ClipStepSizeController(pid, step_ts=step_ts, jump_ts=jump_ts)
 
 
 def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array, options: SolveOptions,
-              packing_kind: str, batched: bool, max_step=None, differentiated: bool = True, jump_ts=None):
+              packing_kind: str, batched: bool, max_step=None, differentiated: bool = True, jump_ts=None,
+              step_ts=None):
     """Integrate ẏ = field(t, y) for complex y from ts[0] to ts[-1].
 
     Args:
@@ -226,6 +229,7 @@ def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array, o
             plain while loop (the primal of solve, whose derivatives go through a separate capped integration).
         jump_ts: times (J,) where the field jumps (a driven H's discontinuities), or None: the step-size
             controller steps to just before and after each (:func:`controller`).
+        step_ts: times (S,) where steps must land (a short pulse's σ-spaced grid), or None.
 
     Returns:
         (saved pytree with the time axis leading (T, …), the complex state at the final time reached, stats dict of
@@ -236,7 +240,7 @@ def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array, o
         pack = unpack = lambda x: x  # noqa: E731
     else:
         pack, unpack = packing(packing_kind, batched)
-    step_control = controller(options, ts, batched, max_step, jump_ts)
+    step_control = controller(options, ts, batched, max_step, jump_ts, step_ts)
     if options.gradient == "backsolve":
         # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...), and differentiates only w.r.t.
         # `args`: hoist the arrays `field` closes over (complex ones as (re, im) pairs: its buffers are real)

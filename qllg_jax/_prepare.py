@@ -19,8 +19,10 @@ from ._arrays import as_array, host_value, is_concrete
 from ._checks import check_finite, check_hamiltonian, check_kappa, check_times
 from ._core import InputChecks
 from ._options import SolveOptions
+from .drives import WRAP_HINT, TimeDependent, is_driven
 from .hamiltonians import SpinModel
 from .methods import Method, read_initial_state, resolve_method
+from .methods.resolve import auto_method_name
 from .methods._observables import Observables
 
 OBSERVABLES_MAX_DIM = 2048
@@ -58,7 +60,21 @@ class Problem:
 
 
 def read_hamiltonian(H):
-    """(H as passed into the compiled solve, D, batch shape, whether its values were checked on the host)."""
+    """(H as passed into the compiled solve, D, batch shape, whether its values were checked on the host).
+
+    A driven H (a :class:`~qllg_jax.TimeDependent` with a time-dependent term) is kept as given: the core builds
+    its operator once and evaluates it at every t (:func:`~qllg_jax._core.hamiltonian_at`); its values are checked
+    on the time grid by :func:`prepare`. A TimeDependent without a drive is its constant part."""
+    if isinstance(H, TimeDependent):
+        if not is_driven(H):
+            return read_hamiltonian(H.static)
+        if H.batch_shape:
+            raise ValueError(f"H: a drive with batch axes {H.batch_shape} (pwc values or pulse parameters with "
+                             "leading axes) is not accepted by solve yet; map solve over the drive parameter with "
+                             "jax.vmap (jax.jit(jax.vmap(...)) runs the batch as one program)")
+        return H, H.dim, (), True
+    if callable(H) and not isinstance(H, SpinModel) and not hasattr(H, "shape"):
+        raise TypeError(f"H is a plain Python function; {WRAP_HINT}")
     if isinstance(H, SpinModel):
         return H, H.dim, tuple(jax.numpy.shape(H.field)[:-2]), is_concrete(H)
     raw = H
@@ -67,6 +83,14 @@ def read_hamiltonian(H):
     if value is not None:  # numpy goes into the compiled solve as is (no eager device op per call)
         H = np.asarray(value, dtype=complex)
     return H, H.shape[-1], tuple(H.shape[:-2]), value is not None
+
+
+def _driven_method(method, state, dim: int):
+    """``method`` for a driven H: "auto" picks as for the static part, with the static closed forms replaced by
+    the integrating method of the same representation (exact → ket, two_level → frame)."""
+    if isinstance(method, str) and method == "auto":
+        return {"exact": "ket", "two_level": "frame"}.get(auto_method_name(state, dim), auto_method_name(state, dim))
+    return method
 
 
 def check_observable_names(observables) -> dict:
@@ -117,7 +141,15 @@ def prepare(H, rho0, ts, kappa, options: SolveOptions, observables=None) -> Prob
     state = read_initial_state(rho0, dim)
     raw_ts, ts = ts, check_times(ts)
     raw_kappa, kappa = kappa, check_kappa(kappa)
-    method = resolve_method(options.method, state, dim, strategy=options.strategy, gauge_fix=options.gauge_fix)
+    driven = is_driven(H)
+    if driven and host_value(raw_ts, ts) is not None:
+        H.check(np.asarray(host_value(raw_ts, ts)))  # H(t) finite and Hermitian on the save grid, before compute
+    method = resolve_method(_driven_method(options.method, state, dim) if driven else options.method, state, dim,
+                            strategy=options.strategy, gauge_fix=options.gauge_fix)
+    if driven and method.closed_form:
+        raise ValueError(f"method {method.name!r} is a closed form for a constant H; a driven H needs an integrating "
+                         "method: 'dense', 'frame' or 'ket' (or method='auto'). Piecewise-constant drives have "
+                         "closed forms segment by segment: q.pure_state_exact / q.two_level_exact(H_pwc, ...)")
     observed = read_observables(observables, dim, method)
     y0, aux = method.initial(state)
     batch = broadcast_batch({"H": h_batch, "rho0": state.batch_shape, "kappa": tuple(kappa.shape)})

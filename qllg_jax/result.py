@@ -32,7 +32,8 @@ class Diagnostics(eqx.Module):
         purity_drift: max over saves |Tr ϱ²(t) − Tr ϱ²(0)|.
         spectrum_drift: max_i |λ_i(ϱ(t_end)) − λ_i(ϱ0)| (dense and two-level: exact; frame: its upper bound
             ‖W^½(U†U − U0†U0)W^½‖_F by Weyl's inequality; kets: |‖ψ‖² − ‖ψ0‖²|).
-        energy_increase: largest rise of Tr(ϱH) between consecutive saves (≤ 0 for damped flows).
+        energy_increase: largest rise of Tr(ϱH) between consecutive saves (≤ 0 for damped flows; NaN under a
+            drive, where Tr ϱH(t) is not monotone: not measured, never warned).
     """
 
     trace_error: jax.Array

@@ -281,3 +281,135 @@ def test_coherent_state_under_rotating_field_follows_llg(s):
     m_quantum = np.einsum("tij,aji->ta", rho, spin).real / s
     m_classical = reference_llg(lambda t: (b1 * np.cos(w * t), b1 * np.sin(w * t), b0), m0, ts, kappa)
     np.testing.assert_allclose(m_quantum, m_classical, atol=1e-9)  # both integrations to ~1e-10
+
+
+# ---------------------------------------------------------------------------------------------- solve(H_driven)
+# The solver runs at rtol 1e-10 / atol 1e-12: its global error over these O(1) runs of ≲ 200 steps is bounded by
+# ~steps × rtol ≈ 2e-8 on O(1) entries; the reference (DOP853 at 1e-11, max step 0.02) is ~1e-10. Hence atol 2e-8.
+SOLVE_TOL = dict(rtol=1e-10, atol=1e-12)
+DRIVEN_ATOL = 2e-8
+
+
+def _drive():
+    """H0 + 0.7 sin(2t)·X1 + pwc 0.5·Z2 on [0.3, 1.1): a smooth drive plus two jumps; and its numpy H(t)."""
+    H = H0 + q.modulated(lambda t: 0.7 * jnp.sin(2.0 * t), X1) + q.pwc([0.3, 1.1], [0.5], Z2)
+    return H, lambda t: H0 + 0.7 * np.sin(2 * t) * X1 + (0.5 * Z2 if 0.3 <= t < 1.1 else 0.0)
+
+
+@pytest.mark.parametrize("method, equation, state", [
+    ("dense", "qllg", "mixed"), ("frame", "qllg", "mixed"), ("ket", "qllg", "pure"),
+    ("frame", "qll", "mixed"), ("dense", "von_neumann", "mixed"),
+])
+def test_driven_solve_matches_the_reference(method, equation, state):
+    H, numpy_H = _drive()
+    rho0 = np.asarray(q.random_density_matrix(1, 4)) if state == "mixed" else np.array([0.0, 1.0, 0.0, 0.0], complex)
+    ts = np.linspace(0.0, 2.0, 5)
+    result = q.solve(H, rho0, ts, 0.5, method=method, equation=equation, **SOLVE_TOL)
+    assert result.method == method
+    reference = reference_solve(numpy_H, rho0, ts, 0.5, equation)
+    np.testing.assert_allclose(np.asarray(result.states), reference, atol=DRIVEN_ATOL)
+    # the energy is not monotone under a drive: not measured (NaN), so never warned about
+    assert np.isnan(result.checks.as_dict()["energy_increase"])
+    assert result.checks.trace_error < 1e-9  # trace conserved to the method's round-off/tolerance
+
+
+def test_auto_picks_an_integrating_method_for_a_driven_pure_or_werner_state():
+    H, _ = _drive()
+    ts = np.linspace(0.0, 0.5, 2)
+    assert q.estimate_memory(H, np.array([0.0, 1.0, 0.0, 0.0]), ts)[0] == "ket"  # static part: "exact"
+    assert q.estimate_memory(H, np.asarray(q.werner_state("psi+", 0.6)), ts)[0] == "frame"  # static: "two_level"
+    assert q.estimate_memory(H0, np.asarray(q.werner_state("psi+", 0.6)), ts)[0] == "two_level"
+
+
+def test_a_short_pulse_on_an_eigenstate_at_rest_is_not_stepped_over():
+    """The ground state of H0 does not move until a Gaussian pulse (σ = 0.05 ≪ t_end = 6) arrives at t = 4: an
+    adaptive controller on the still state would step over it unless the pulse's σ-grid clips the steps."""
+    energies, vectors = np.linalg.eigh(H0)
+    psi0 = vectors[:, 0]
+    H = H0 + q.pulses.gaussian(3.0, centre=4.0, width=0.05) * X1
+    ts = np.array([0.0, 6.0])
+    result = q.solve(H, psi0, ts, 0.5, method="ket", **SOLVE_TOL)
+
+    def numpy_H(t):
+        return H0 + 3.0 * np.exp(-((t - 4.0) ** 2) / (2 * 0.05**2)) * X1
+
+    reference = reference_solve(numpy_H, psi0, ts, 0.5, max_step=0.005)
+    moved = np.abs(reference[-1] - np.outer(psi0, psi0.conj())).max()
+    assert moved > 1e-2  # the pulse does excite the state (so stepping over it would fail the next line)
+    np.testing.assert_allclose(np.asarray(result.states), reference, atol=DRIVEN_ATOL)
+
+
+def test_jit_vmap_over_a_pulse_amplitude_equals_a_loop():
+    rho0 = np.asarray(q.random_density_matrix(2, 4))
+    ts = np.linspace(0.0, 1.0, 3)
+
+    def final(a):
+        H = H0 + q.pulses.gaussian(a, centre=0.5, width=0.2) * X1
+        return q.solve(H, rho0, ts, 0.5, method="dense", **SOLVE_TOL).states[-1]
+
+    amplitudes = np.array([0.0, 0.5, 1.0])
+    batched = np.asarray(jax.jit(jax.vmap(final))(jnp.asarray(amplitudes)))
+    looped = np.stack([np.asarray(final(a)) for a in amplitudes])
+    # the same method at the same tolerance; a vmapped adaptive solve takes each trajectory's own steps
+    np.testing.assert_allclose(batched, looped, atol=DRIVEN_ATOL)
+
+
+def test_gradient_of_a_pwc_value_from_a_thermal_state_matches_reference_differences():
+    """d⟨S_z⊗1⟩(t_end)/d values[1] from the thermal state of H0 (at rest until the drive acts)."""
+    times, values = [0.2, 0.6, 1.0], np.array([0.8, -0.5])
+    rho0 = np.asarray(q.thermal_state(H0, 2.0))
+    ts = np.array([0.0, 1.2])
+    observable = np.kron(SZ, I2)
+
+    def loss(v):
+        states = q.solve(H0 + q.pwc(times, v, X1), rho0, ts, 0.5, method="dense", **SOLVE_TOL).states
+        return jnp.real(jnp.trace(states[-1] @ observable))
+
+    def reference_loss(v):
+        def numpy_H(t):
+            k = np.searchsorted(times, t, side="right") - 1
+            return H0 + (v[k] * X1 if 0 <= k < 2 else 0.0)
+
+        return float(np.real(np.trace(reference_solve(numpy_H, rho0, ts, 0.5)[-1] @ observable)))
+
+    grad = np.asarray(jax.grad(loss)(jnp.asarray(values)))
+    h = 1e-4  # central differences: truncation O(h²) ~ 1e-8, reference noise ~1e-10/h ~ 1e-6
+    e = np.array([0.0, 1.0])
+    fd = (reference_loss(values + h * e) - reference_loss(values - h * e)) / (2 * h)
+    # the capped solve's derivative error scales with rtol (1e-10): far below the differences' 1e-6 noise
+    np.testing.assert_allclose(grad[1], fd, atol=1e-5)
+    assert abs(fd) > 1e-3  # the derivative is not trivially zero
+
+
+def test_driven_solve_bad_inputs():
+    H, _ = _drive()
+    ts = np.linspace(0.0, 1.0, 3)
+    psi0 = np.array([0.0, 1.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="closed form for a constant H"):
+        q.solve(H, psi0, ts, 0.5, method="exact")
+    with pytest.raises(TypeError, match="plain Python function"):
+        q.solve(lambda t: H0, psi0, ts, 0.5)
+    with pytest.raises(ValueError, match="batch axes"):
+        q.solve(H0 + q.pwc([0.0, 1.0], np.ones((3, 1)), X1), psi0, ts, 0.5)
+    model = q.dimer_model(B=(1.0, 0.0, 0.0), J=0.5)
+    driven_model = model + q.pulses.field_drive(model, q.pulses.gaussian(0.8, 1.0, 0.25), (0.0, 0.0, 1.0), sites=[1])
+    with pytest.raises(TypeError, match="does not take drives yet"):  # paths not wired: a clear error
+        q.classical_llg(driven_model, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), ts, 0.5)
+    with pytest.raises(TypeError, match="does not take drives yet"):
+        q.sweep_solve(lambda a: H0 + q.modulated(lambda t: a * jnp.sin(t), X1), psi0, ts, 0.5,
+                      params={"a": np.array([0.0, 1.0])})
+    with pytest.raises(ValueError, match="H is not Hermitian|not Hermitian"):  # timecallable checked on the grid
+        q.solve(q.timecallable(lambda t: t * jnp.asarray(np.triu(np.ones((4, 4))))), psi0, ts, 0.5)
+
+
+def test_the_controller_gets_the_drive_edges_and_the_pulse_grid():
+    """pwc edges are jump_ts; a pulse's σ-spaced grid over t_c ± 6σ is step_ts (steps land there). (Measured on
+    the pulse test above: diffrax's PID happened not to step over that pulse even without the grid; this checks
+    the wiring, the test above the result.)"""
+    from qllg_jax._core import drive_times
+
+    H = H0 + q.pwc([0.3, 1.1], [0.5], Z2) + q.pulses.gaussian(1.0, centre=4.0, width=0.05) * X1
+    jumps, steps = drive_times(H)
+    np.testing.assert_array_equal(jumps, [0.3, 1.1])
+    np.testing.assert_allclose(steps, 4.0 + 0.05 * np.arange(-6, 7), rtol=1e-15)
+    assert drive_times(H0) == (None, None)

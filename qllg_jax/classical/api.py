@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from .._checks import concrete_value
+from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg
 from ..thermal.noise import check_temperature
@@ -44,6 +45,9 @@ def _key_batch_shape(key) -> tuple[int, ...] | None:
 @functools.wraps(llg.classical_llg)
 def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, noise="tree", brownian_tol=None,
                   **options):
+    if isinstance(model, TimeDependent):
+        raise TypeError("classical_llg: model is a driven Hamiltonian (q.TimeDependent); classical_llg does not take "
+                        "drives yet: pass the static SpinModel (solve(H_driven, ...) integrates the quantum dynamics)")
     thermal = {"key": key, "dt": dt, "noise": noise, "brownian_tol": brownian_tol}
     if temperature is None:
         given = [name for name in _THERMAL_ONLY if thermal[name] != {"noise": "tree"}.get(name)]

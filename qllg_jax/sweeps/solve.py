@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..drives import TimeDependent
 from .._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
 from .._options import BATCHING, SolveOptions, defaults, option_names
 from .._prepare import check_observable_names, read_observables
@@ -159,6 +160,9 @@ def host_pass(functions: Mapping[str, Callable], params: Mapping, n_points: int)
         evaluate = _host_evaluator(fn)
         one = {k: jax.ShapeDtypeStruct(np.shape(v)[1:], np.asarray(v).dtype) for k, v in params.items()}
         shapes = jax.eval_shape(lambda p, fn=fn: _call_with(fn, p), one)
+        if isinstance(shapes, TimeDependent):
+            raise TypeError(f"{name}(point) returned a driven Hamiltonian ({type(shapes).__name__}): sweep_solve does "
+                            "not take drives yet; map q.solve over the drive parameters with jax.jit(jax.vmap(...))")
         per_point = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
                         for s in jax.tree_util.tree_leaves(shapes))
         size = int(max(1, min(n_points, _PREPASS_BYTES // max(per_point, 1))))
