@@ -36,7 +36,7 @@ from .solve import Diagnostics, Result, SolveError, estimate_memory, solve
 from . import design  # noqa: E402  (inverse design: design.fit, loss helpers)
 from .design import FitError, FitResult
 from .ground_state import GroundStateResult, energy_and_variance, ground_state, passive_flow
-from .sweeps import SweepFileError, SweepResult, SweepStore, grid, load_sweep, sweep, sweep_solve
+from .sweeps import SweepFileError, SweepResult, SweepStore, grid, load_sweep, merge_sweeps, sweep, sweep_solve
 from ._guards import SizeError, memory_limit, set_memory_limit
 from ._compilation_cache import enable_compilation_cache
 from .states import (
@@ -133,6 +133,7 @@ __all__ = [
     "SweepStore",
     "SweepFileError",
     "load_sweep",
+    "merge_sweeps",
     "SizeError",
     "memory_limit",
     "set_memory_limit",
