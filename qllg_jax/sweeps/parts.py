@@ -307,14 +307,15 @@ def _leaf_rows(header, chunk: int):
     return start, min(start + int(layout["chunk_size"]), int(layout["n_points"]))
 
 
-def merge_sweeps(paths, out, *, overwrite: bool = False) -> str:
+def merge_sweeps(paths, out=None, *, overwrite: bool = False) -> str:
     """Merge the part files of one sweep into one ordinary sweep file ``out``; returns ``out``.
 
     Args:
         paths: the part files (e.g. ``sweep.process0of4.h5`` … ``sweep.process3of4.h5``; any names), or one
             path ``sweep.h5`` whose part files ``sweep.process<K>of<N>.h5`` are then found
             (:func:`find_parts`).
-        out: the merged file; it must not exist unless ``overwrite=True`` (then replaced atomically).
+        out: the merged file (default, when ``paths`` is one whole-sweep path: that path); it must not exist
+            unless ``overwrite=True`` (then it is replaced atomically).
 
     Before anything is written the parts are checked: one sweep in all of them (same physics fingerprint,
     configuration, parameter points, save times and layout), each chunk done in exactly one part. While the
@@ -324,6 +325,10 @@ def merge_sweeps(paths, out, *, overwrite: bool = False) -> str:
     run with the same chunk size writes (attributes ``created`` and ``versions`` aside); the parts are left as
     they are.
     """
+    if out is None:
+        if not (isinstance(paths, (str, bytes)) or hasattr(paths, "__fspath__")):
+            raise ValueError("out: give the merged file's name (needed when paths is a list of part files)")
+        out = paths
     out = os.fspath(out)
     paths = _resolve_paths(paths)
     real_out = os.path.realpath(out)

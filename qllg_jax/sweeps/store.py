@@ -329,7 +329,7 @@ def _truncation(path: str, error: OSError) -> str | None:
             head = handle.read(len(HDF5_SIGNATURE))
     except OSError:
         return None
-    if len(head) < len(HDF5_SIGNATURE):
+    if len(head) < len(HDF5_SIGNATURE) and HDF5_SIGNATURE.startswith(head):
         return f"it holds only {len(head)} bytes"
     if head != HDF5_SIGNATURE:
         return None
