@@ -134,10 +134,10 @@ def bench_checks(repeats: int) -> list[dict]:
     """The runtime checks run when H, κ are traced; compare with the same compiled solve, checks switched off."""
     import equinox as eqx
 
-    solve_module = sys.modules["qllg_jax.solve"]
+    solve_module = sys.modules["qllg_jax._prepare"]  # the host preparation builds the runtime checks
     Hs = jnp.asarray(hamiltonians())
     kappas = jnp.full(len(Hs), KAPPA)
-    compiled = solve_module._solve_compiled
+    compiled = sys.modules["qllg_jax._core"].solve_compiled
     original = solve_module.InputChecks
     rows = []
     for label, switch in (("checks on (default)", False), ("checks off", True)):

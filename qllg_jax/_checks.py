@@ -1,100 +1,119 @@
-"""Input validation shared by every public entry point (checks run before any compute).
+r"""Every input check of qllg_jax, run before any compute; each physical predicate written once.
 
-Checks on values run only on concrete arrays; under ``jax.jit``/``jax.vmap`` tracing only shapes are checked.
-Every check raises ``ValueError`` whose message starts with the argument's name. ``qutip.Qobj`` inputs are
-converted to arrays here (:func:`as_array`) without importing qutip.
+**Predicates** (:func:`hermiticity_error`, :func:`trace_error`, :func:`smallest_eigenvalue`, :func:`norm_error`,
+:func:`is_hamiltonian`, :func:`is_density_matrix`, :func:`is_ket`, :func:`are_times`, :func:`is_damping`) take an
+array namespace ``xp``: numpy on the host, where a failed check raises ``ValueError`` with the measured value,
+and ``jax.numpy`` in the compiled solve, where the same predicate of a traced input marks the trajectory failed
+(:mod:`qllg_jax._core`). Their tolerances come from ONE table, :data:`TOL`.
+
+**Checks** (``check_*``, :func:`real_array`, ...) raise ``ValueError`` whose message starts with the argument's
+name. Values are checked only where they are concrete; under ``jax.jit``/``jax.vmap``/``jax.grad`` a traced
+argument is checked for dtype and shape only (its value is checked at run time where the solver can).
 """
 
 from __future__ import annotations
+
+import math
+import types
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-HERMITIAN_TOL = 1e-8
-STATE_TOL = 1e-8
+from ._arrays import as_array, concrete_value, host_value, is_concrete, is_qobj  # noqa: F401  (re-exported)
+from ._solvers import SOLVER_NAMES, check_solver  # noqa: F401  (solver=: its own policy module)
+
+TOL = types.SimpleNamespace(
+    hermitian=1e-8,
+    state=1e-8,
+    observable=1e-6,
+    spin=1e-12,
+    min_rtol=1e-14,
+)
+"""The tolerances of every input check:
+
+- ``hermitian``: H, relative: max |H − H†| ≤ tol · max(1, max |H|) per matrix;
+- ``state``: ϱ0 and ψ0, absolute: max |ϱ − ϱ†|, |Tr ϱ − 1|, −λ_min(ϱ), |‖ψ‖ − 1| (and |Tr ϱ² − 1| when a pure
+  state is required) each ≤ tol;
+- ``observable``: states given to observables (relative to max(1, max |ϱ|)): loose enough for integrated states
+  that drifted by rounding (or float32 runs), tight enough to refuse a wrong matrix;
+- ``spin``: 2s must be within this of an integer;
+- ``min_rtol``: the smallest accepted ``rtol`` (≈ 50 float64 machine epsilons).
+"""
 
 
-def is_concrete(*xs) -> bool:
-    return not any(isinstance(x, jax.core.Tracer) for x in jax.tree_util.tree_leaves(xs))
+# ------------------------------------------------------------------------------ predicates (numpy or jnp)
 
 
-def concrete_value(x) -> np.ndarray | None:
-    """``x`` as a numpy array when it is concrete (not traced), else None.
-
-    Value checks use numpy: inside a jit trace even operations on constants return tracers.
-    """
-    return np.asarray(x) if is_concrete(x) else None
+def hermiticity_error(x, xp=np):
+    """max |x − x†| over the last two axes: (..., d, d) → (...,)."""
+    return xp.max(xp.abs(x - xp.conj(xp.swapaxes(x, -1, -2))), axis=(-2, -1))
 
 
-def is_qobj(x) -> bool:
-    """True for a ``qutip.Qobj`` (detected without importing qutip)."""
-    return type(x).__module__.startswith("qutip") and hasattr(x, "full") and hasattr(x, "dims")
+def trace_error(x, xp=np):
+    """|Re Tr x − 1|: (..., d, d) → (...,)."""
+    return xp.abs(xp.real(xp.trace(x, axis1=-2, axis2=-1)) - 1)
 
 
-def as_array(x, name: str = "x"):
-    """``x`` as an array: a ``qutip.Qobj`` becomes its dense matrix (a ket (d, 1) becomes a vector (d,)),
-    a list/tuple of Qobj is stacked. Host data (numpy arrays, lists, Python numbers) stays a numpy array —
-    converting it with ``jnp.asarray`` would compile a small device kernel per shape on first use, and inside
-    ``jax.jit`` turn a constant into a tracer; JAX arrays and tracers pass through ``jnp.asarray``."""
-    if is_qobj(x):
-        value = np.asarray(x.full())
-        return value[:, 0] if getattr(x, "isket", False) else value
-    if isinstance(x, (list, tuple)) and x and all(is_qobj(item) for item in x):
-        return np.stack([as_array(item, name) for item in x])
-    if isinstance(x, (str, bytes)) or x is None:
-        raise ValueError(f"{name} must be an array-like of numbers, got {type(x).__name__} {x!r}")
-    host = isinstance(x, (np.ndarray, np.generic, int, float, complex, list, tuple)) and not isinstance(x, bool)
-    try:
-        array = np.asarray(x) if host and not _holds_jax(x) else jnp.asarray(x)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be an array-like of numbers, got {type(x).__name__}: {error}") from None
-    if not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):
-        raise ValueError(f"{name} must be an array-like of numbers, got dtype {array.dtype}")
-    return array
+def smallest_eigenvalue(x, xp=np):
+    """The smallest eigenvalue of the Hermitian part of x: (..., d, d) → (...,)."""
+    return xp.min(xp.linalg.eigvalsh((x + xp.conj(xp.swapaxes(x, -1, -2))) / 2), axis=-1)
 
 
-def _holds_jax(x) -> bool:
-    """A list/tuple holding JAX arrays or tracers (converted with jnp.asarray, never to numpy)."""
-    return isinstance(x, (list, tuple)) and any(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(x))
+def norm_error(psi, xp=np):
+    """|‖ψ‖ − 1|: (..., d) → (...,)."""
+    return xp.abs(xp.linalg.norm(psi, axis=-1) - 1)
 
 
-def host_value(raw, array=None) -> np.ndarray | None:
-    """The numpy value of an input for value checks, or None when it is traced.
+def _finite(x, xp, core: int):
+    return xp.all(xp.isfinite(x), axis=tuple(range(-core, 0)))
 
-    ``raw`` is the argument as given (numpy array, list, ``Qobj``, jax array), ``array`` its converted form
-    (:func:`as_array`). Inside a ``jax.jit``/``vmap`` trace ``jnp.asarray`` turns even a constant numpy input
-    into a tracer; the raw input is then still concrete and checked (reshaped like ``array``).
-    """
-    value = None if array is None else concrete_value(array)
-    if value is not None:
-        return value
-    if is_qobj(raw):
-        value = np.asarray(raw.full())
-    elif isinstance(raw, (list, tuple)) and raw and all(is_qobj(item) for item in raw):
-        value = np.stack([np.asarray(item.full()) for item in raw])
-    elif is_concrete(raw):
-        try:
-            value = np.asarray(raw)
-        except (TypeError, ValueError):
-            return None
-    else:
-        return None
-    if array is not None:
-        try:
-            value = value.reshape(jnp.shape(array))
-        except ValueError:
-            return None
-    return value
+
+def is_hamiltonian(h, xp=np, tol: float = TOL.hermitian):
+    """Finite and Hermitian to ``tol`` relative to max(1, max |H|): (..., d, d) → bool (...,)."""
+    finite = _finite(h, xp, 2)
+    safe = xp.where(finite[..., None, None], h, 0.0)
+    scale = xp.maximum(1.0, xp.max(xp.abs(safe), axis=(-2, -1)))
+    return finite & (hermiticity_error(safe, xp) <= tol * scale)
+
+
+def is_density_matrix(rho, xp=np, tol: float = TOL.state, pure: bool = False):
+    """Finite, Hermitian, unit trace, positive semidefinite (and pure: Tr ϱ² = 1) to ``tol``: → bool (...,)."""
+    finite = _finite(rho, xp, 2)
+    safe = xp.where(finite[..., None, None], rho, 0.0)
+    valid = (finite & (hermiticity_error(safe, xp) <= tol) & (trace_error(safe, xp) <= tol)
+             & (smallest_eigenvalue(safe, xp) >= -tol))
+    if pure:
+        valid = valid & (xp.abs(xp.sum(xp.abs(safe) ** 2, axis=(-2, -1)) - 1) <= tol)
+    return valid
+
+
+def is_ket(psi, xp=np, tol: float = TOL.state):
+    """Finite and normalised to ``tol``: (..., d) → bool (...,)."""
+    finite = _finite(psi, xp, 1)
+    return finite & (norm_error(xp.where(finite[..., None], psi, 0.0), xp) <= tol)
+
+
+def are_times(ts, xp=np):
+    """Save times (T,): finite and strictly increasing → bool ()."""
+    return xp.all(xp.isfinite(ts)) & xp.all(xp.diff(ts) > 0)
+
+
+def is_damping(kappa, xp=np):
+    """κ finite and ≥ 0, elementwise."""
+    return xp.isfinite(kappa) & (kappa >= 0)
+
+
+# ------------------------------------------------------------------------------------------ host checks
 
 
 def check_finite(x, name: str, raw=None):
     """Raise if a concrete ``x`` (or the concrete ``raw`` input it came from) holds NaN or inf (traced values pass)."""
-    _finite(x, name, raw)
+    _check_finite(x, name, raw)
     return x
 
 
-def _finite(x, name: str, raw=None):
+def _check_finite(x, name: str, raw=None):
     value = concrete_value(x) if raw is None else host_value(raw, x)
     if value is not None and value.dtype != object and not np.all(np.isfinite(value)):
         raise ValueError(f"{name} contains NaN or inf")
@@ -111,64 +130,63 @@ def check_square(x, name: str, dim: int | None = None):
         raise ValueError(f"{name} has dimension {shape[-1]} but the system has dimension {dim}")
 
 
-def _hermiticity_error(value: np.ndarray) -> float:
-    return float(np.max(np.abs(value - np.conj(np.swapaxes(value, -1, -2)))))
+def _worst(values: np.ndarray, bad: np.ndarray):
+    """The entry of ``values`` at the first element where ``bad``."""
+    return np.ravel(values)[int(np.argmax(np.ravel(bad)))]
 
 
-def check_hamiltonian(H, name: str = "H", tol: float = HERMITIAN_TOL) -> jax.Array:
-    """Validate a dense Hamiltonian (..., d, d): square, finite, Hermitian. Returns it as complex."""
+def check_hamiltonian(H, name: str = "H", tol: float = TOL.hermitian) -> jax.Array:
+    """Validate a dense Hamiltonian (..., d, d): square, finite, Hermitian (:func:`is_hamiltonian`). Complex."""
     raw, H = H, as_array(H, name)
     check_square(H, name)
-    _finite(H, name, raw)
+    _check_finite(H, name, raw)
     value = host_value(raw, H)
-    if value is not None:
-        err = _hermiticity_error(value)
-        if err > tol * max(1.0, float(np.max(np.abs(value)))):
-            raise ValueError(f"{name} is not Hermitian: max |H - H^†| = {err:.3g}")
+    if value is not None and not np.all(valid := is_hamiltonian(value, np, tol)):
+        raise ValueError(f"{name} is not Hermitian: max |H - H^†| = {_worst(hermiticity_error(value), ~valid):.3g}")
     return H.astype(complex)
 
 
-def density_matrix_problem(value: np.ndarray, name: str, tol: float = STATE_TOL) -> str | None:
-    """Why the numpy array ``value`` (..., d, d) is not a density matrix (Hermitian, unit trace, PSD), or None."""
-    herm = _hermiticity_error(value)
-    if herm > tol:
-        return f"{name} is not Hermitian: max |rho - rho^†| = {herm:.3g}"
+def density_matrix_problem(value: np.ndarray, name: str, tol: float = TOL.state) -> str | None:
+    """Why the finite numpy array ``value`` (..., d, d) is not a density matrix (Hermitian, unit trace, PSD), or
+    None (the measured quantities of :func:`is_density_matrix`)."""
+    herm = hermiticity_error(value)
+    if np.any(herm > tol):
+        return f"{name} is not Hermitian: max |rho - rho^†| = {np.max(herm):.3g}"
     trace = np.real(np.trace(value, axis1=-2, axis2=-1))
-    if np.max(np.abs(trace - 1)) > tol:
-        return f"{name} must have unit trace, got trace {trace.ravel()[np.argmax(np.abs(trace - 1))]:.10g}"
-    lowest = float(np.min(np.linalg.eigvalsh(value)))
+    if np.any(bad := trace_error(value) > tol):
+        return f"{name} must have unit trace, got trace {_worst(trace, bad):.10g}"
+    lowest = float(np.min(smallest_eigenvalue(value)))
     if lowest < -tol:
         return f"{name} is not positive semidefinite: smallest eigenvalue {lowest:.3g}"
     return None
 
 
-def ket_problem(value: np.ndarray, name: str, tol: float = STATE_TOL) -> str | None:
-    """Why the numpy array ``value`` (..., d) is not a normalised ket, or None."""
-    norm = np.linalg.norm(value, axis=-1)
-    if np.max(np.abs(norm - 1)) > tol:
-        return f"{name} must be normalised, got norm {norm.ravel()[np.argmax(np.abs(norm - 1))]:.10g}"
+def ket_problem(value: np.ndarray, name: str, tol: float = TOL.state) -> str | None:
+    """Why the finite numpy array ``value`` (..., d) is not a normalised ket (:func:`is_ket`), or None."""
+    if np.any(bad := norm_error(value) > tol):
+        return f"{name} must be normalised, got norm {_worst(np.linalg.norm(value, axis=-1), bad):.10g}"
     return None
 
 
-def check_density_matrix(rho, name: str = "rho0", dim: int | None = None, tol: float = STATE_TOL) -> jax.Array:
+def check_density_matrix(rho, name: str = "rho0", dim: int | None = None, tol: float = TOL.state) -> jax.Array:
     """Validate a density matrix (..., d, d): square, finite, Hermitian, unit trace, PSD. Returns complex."""
     raw, rho = rho, as_array(rho, name)
     check_square(rho, name, dim)
-    _finite(rho, name, raw)
+    _check_finite(rho, name, raw)
     value = host_value(raw, rho)
     if value is not None and (problem := density_matrix_problem(value, name, tol)):
         raise ValueError(problem)
     return rho.astype(complex)
 
 
-def check_ket(psi, name: str = "psi0", dim: int | None = None, tol: float = STATE_TOL) -> jax.Array:
+def check_ket(psi, name: str = "psi0", dim: int | None = None, tol: float = TOL.state) -> jax.Array:
     """Validate a state vector (..., d): finite, unit norm. Returns complex."""
     raw, psi = psi, as_array(psi, name)
     if psi.ndim < 1:
         raise ValueError(f"{name} must be a vector of shape (..., d), got a scalar")
     if dim is not None and psi.shape[-1] != dim:
         raise ValueError(f"{name} has dimension {psi.shape[-1]} but the system has dimension {dim}")
-    _finite(psi, name, raw)
+    _check_finite(psi, name, raw)
     value = host_value(raw, psi)
     if value is not None and (problem := ket_problem(value, name, tol)):
         raise ValueError(problem)
@@ -176,28 +194,28 @@ def check_ket(psi, name: str = "psi0", dim: int | None = None, tol: float = STAT
 
 
 def check_times(ts, name: str = "ts") -> jax.Array:
-    """Validate save times: 1-D, non-empty, finite, strictly increasing."""
+    """Validate save times: 1-D, non-empty, finite, strictly increasing (:func:`are_times`)."""
     raw, ts = ts, as_array(ts, name)
     if jnp.iscomplexobj(ts):
         raise ValueError(f"{name} must be real times, got a complex array")
     ts = ts.astype(float)
     if ts.ndim != 1 or ts.shape[0] == 0:
         raise ValueError(f"{name} must be a non-empty 1-D array of times, got shape {ts.shape}")
-    _finite(ts, name, raw)
+    _check_finite(ts, name, raw)
     value = host_value(raw, ts)
-    if value is not None and not np.all(np.diff(value) > 0):
+    if value is not None and not are_times(value):
         raise ValueError(f"{name} must be strictly increasing")
     return ts
 
 
 def check_kappa(kappa, name: str = "kappa") -> jax.Array:
-    """Validate the damping κ: real, finite, ≥ 0."""
+    """Validate the damping κ: real, finite, ≥ 0 (:func:`is_damping`)."""
     raw, kappa = kappa, as_array(kappa, name)
     if jnp.iscomplexobj(kappa):
         raise ValueError(f"{name} must be real, got a complex value")
-    _finite(kappa, name, raw)
+    _check_finite(kappa, name, raw)
     value = host_value(raw, kappa)
-    if value is not None and np.any(value < 0):
+    if value is not None and not np.all(is_damping(value)):
         raise ValueError(f"{name} must be >= 0, got {value.tolist()}")
     return kappa.astype(float)
 
@@ -214,7 +232,7 @@ def check_state(rho, name: str = "rho") -> jax.Array:
     square and finite only (no trace/positivity test). Accepts ``qutip.Qobj``. Returns the array."""
     raw, rho = rho, as_array(rho, name)
     check_square(rho, name)
-    _finite(rho, name, raw)
+    _check_finite(rho, name, raw)
     return rho
 
 
@@ -240,8 +258,6 @@ def check_positive(value, name: str, *, integer: bool = False, allow_zero: bool 
 
 def check_spins(spins, name: str = "spins") -> tuple[float, ...]:
     """A non-empty sequence of spin quantum numbers, each a positive multiple of 1/2."""
-    from ._validate import check_spin  # (_validate builds on this module)
-
     if isinstance(spins, (str, bytes)) or not hasattr(spins, "__len__") or len(spins) == 0:
         raise ValueError(f"{name} must be a non-empty sequence of spins (multiples of 1/2), got {spins!r}")
     return tuple(check_spin(s, f"{name}[{k}]") for k, s in enumerate(spins))
@@ -262,69 +278,139 @@ def check_bonds(bonds, n_sites: int, name: str = "bonds") -> tuple[tuple[int, in
     return tuple(out)
 
 
-SOLVER_NAMES = {
-    "tsit5": "Tsit5",
-    "dopri5": "Dopri5",
-    "dopri8": "Dopri8",
-    "heun": "Heun",
-    "midpoint": "Midpoint",
-    "ralston": "Ralston",
-    "bosh3": "Bosh3",
-    "kvaerno3": "Kvaerno3",
-    "kvaerno4": "Kvaerno4",
-    "kvaerno5": "Kvaerno5",
-}
-"""Names accepted for ``solver=`` (case-insensitive) → diffrax class names; adaptive solvers only."""
+# ------------------------------------------------------- models, states, observables, design, classical LLG
 
 
-HIGH_ORDER_RTOL = 1e-7
-"""``solver=None`` picks Dopri8 (8th order) for rtol ≤ this, Tsit5 (5th order) above: at rtol 1e-8 Dopri8 takes
-4–6× fewer steps than Tsit5 for q-LLG trajectories, with errors within the tolerance (benchmarks/bench_core.py)."""
+def safe_ndim(value) -> int:
+    """np.ndim, or -1 for input NumPy cannot shape (ragged lists)."""
+    try:
+        return np.ndim(value)
+    except ValueError:
+        return -1
 
 
-def check_solver(solver, name: str = "solver", rtol: float | None = None):
-    """A diffrax solver instance from an instance, a name in :data:`SOLVER_NAMES` or None (→ Dopri8 when
-    ``rtol`` ≤ :data:`HIGH_ORDER_RTOL`, else Tsit5)."""
-    import diffrax
-
-    if solver is None:
-        return diffrax.Dopri8() if rtol is not None and rtol <= HIGH_ORDER_RTOL else diffrax.Tsit5()
-    if isinstance(solver, str):
-        key = solver.lower()
-        if key not in SOLVER_NAMES:
-            raise ValueError(f"unknown {name} {solver!r}; choose one of {sorted(SOLVER_NAMES)} or pass a diffrax solver")
-        return getattr(diffrax, SOLVER_NAMES[key])()
-    if isinstance(solver, type) and issubclass(solver, diffrax.AbstractSolver):
-        raise ValueError(f"{name} must be a diffrax solver instance, e.g. diffrax.{solver.__name__}(), not the class")
-    if not isinstance(solver, diffrax.AbstractAdaptiveSolver):
-        raise ValueError(f"{name} must be an adaptive diffrax solver or a name, got {type(solver).__name__}")
-    return solver
+def _describe(value) -> str:
+    if hasattr(value, "dtype") and safe_ndim(value) > 0:
+        return f"{type(value).__name__} of shape {np.shape(value)} and dtype {value.dtype}"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-class InvariantWarning(UserWarning):
-    """An invariant of a q-LLG solve (trace, hermiticity, spectrum, energy) drifted beyond ``invariant_tol``."""
+def real_array(value, name: str, hint: str = ""):
+    """``value`` (scalar, list, numpy or JAX array, tracer) as float64: a NumPy array when it is concrete (so
+    that value checks still work inside a ``jax.jit`` trace, where ``jnp.asarray`` of a constant is a tracer),
+    else the traced JAX array.
 
-
-def warn_invariants(diagnostics, tol: float | None, where: str = "solve", scales=None, stacklevel: int = 3) -> list[str]:
-    """Warn with :class:`InvariantWarning` when a concrete ``Diagnostics`` exceeds ``tol`` (None: off).
-
-    ``scales``: optional dict name → scale; that invariant is compared with ``tol * scale`` (e.g. the
-    energy rise relative to max(1, |E|)). Returns the names of the violated invariants ([] when traced
-    or disabled).
+    Refuses strings, None, booleans, non-numeric, ragged and complex input (``hint`` is appended to the
+    complex error, e.g. why the quantity must be real); a tracer is checked for its dtype only.
     """
-    import warnings
+    if value is None or isinstance(value, (str, bytes)):
+        raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)}")
+    if is_concrete(value):
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)} ({error})") from None
+    else:
+        array = jnp.asarray(value)
+    kind = np.dtype(array.dtype).kind
+    if kind == "c":
+        raise ValueError(f"{name} must be real, got a complex value" + (f"; {hint}" if hint else ""))
+    if kind not in "iuf":
+        raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)} (dtype {array.dtype})")
+    return array.astype(float) if isinstance(array, np.ndarray) else jnp.asarray(array, dtype=float)
 
-    if tol is None or not is_concrete(diagnostics):
-        return []
-    values = diagnostics.as_dict()
-    scales = scales or {}
-    bad = [k for k, v in values.items() if np.isfinite(v) and v > tol * scales.get(k, 1.0)]
-    if bad:
-        detail = ", ".join(f"{k} = {values[k]:.3g}" for k in bad)
-        warnings.warn(
-            f"{where}: invariant drift above invariant_tol = {tol:.3g}: {detail}; "
-            "hint: tighten rtol/atol or use a higher-order solver (e.g. solver='dopri8')",
-            InvariantWarning,
-            stacklevel=stacklevel,
-        )
-    return bad
+
+def real_scalar(value, name: str):
+    """A real scalar (Python/numpy number, 0-d array or a traced scalar) as a float64 0-d array (see real_array)."""
+    array = real_array(value, name)
+    if array.shape != ():
+        raise ValueError(f"{name} must be a scalar, got shape {array.shape}")
+    return array
+
+
+def check_spin(s, name: str = "s") -> float:
+    """A spin quantum number: a finite positive multiple of 1/2 (Python float returned)."""
+    if isinstance(s, (bool, str, bytes)) or s is None or safe_ndim(s) != 0:
+        raise ValueError(f"{name} must be a spin quantum number (a positive multiple of 1/2), got {_describe(s)}")
+    try:
+        two_s = 2 * float(s)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a spin quantum number (a positive multiple of 1/2), got {_describe(s)}") from None
+    if not (math.isfinite(two_s) and two_s > 0 and abs(two_s - round(two_s)) < TOL.spin):
+        raise ValueError(f"{name} must be a spin quantum number (a positive multiple of 1/2), got {s!r}")
+    return round(two_s) / 2
+
+
+def check_dims(dims, name: str = "dims") -> tuple[int, ...]:
+    """Site dimensions as Python ints ≥ 1 (so Π d_k never overflows a fixed-width integer)."""
+    if isinstance(dims, (str, bytes)) or safe_ndim(dims) != 1 or len(dims) == 0:
+        raise ValueError(f"{name} must be a non-empty sequence of site dimensions, got {_describe(dims)}")
+    out = []
+    for d in dims:
+        if isinstance(d, (bool, np.bool_)) or not isinstance(d, (int, np.integer)) or int(d) < 1:
+            raise ValueError(f"{name} must hold integers >= 1, got {d!r}")
+        out.append(int(d))
+    return tuple(out)
+
+
+def prng_key(key, name: str = "key") -> jax.Array:
+    """A ``jax.random`` key: a typed key (``jax.random.key``), a legacy uint32 key of shape (2,)
+    (``jax.random.PRNGKey``), or an integer seed (converted with ``jax.random.PRNGKey(seed)``)."""
+    if isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+        return jax.random.PRNGKey(int(key))
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        if jnp.shape(key) != ():
+            raise ValueError(f"{name} must be a single PRNG key, got a batch of shape {jnp.shape(key)}")
+        return key
+    if dtype is not None and np.dtype(dtype) == np.uint32 and jnp.shape(key) == (2,):
+        return key
+    if dtype is not None and np.dtype(dtype).kind in "iu" and jnp.shape(key) == ():
+        return jax.random.PRNGKey(key)
+    raise ValueError(
+        f"{name} must be a jax.random key (jax.random.PRNGKey(seed) or jax.random.key(seed)) or an integer seed, "
+        f"got {_describe(key)}"
+    )
+
+
+def hermitian_matrix(rho, name: str = "rho", what: str = "this observable", tol: float = TOL.observable) -> jax.Array:
+    """``check_state`` (square, finite) plus, for concrete input, max |ϱ − ϱ†| ≤ tol · max(1, max|ϱ|)."""
+    raw, rho = rho, check_state(rho, name)
+    value = host_value(raw, rho)
+    if value is not None and value.size:
+        error = float(np.max(hermiticity_error(value)))
+        if error > tol * max(1.0, float(np.max(np.abs(value)))):
+            raise ValueError(f"{name} is not Hermitian: max |rho - rho^†| = {error:.3g}; {what} needs a Hermitian matrix")
+    return rho
+
+
+def check_probabilities(p, name: str = "rho", what: str = "this observable", tol: float = TOL.observable):
+    """Eigenvalues ``p`` (..., D) of a density matrix: each ≥ −tol and summing to 1 ± tol (concrete only)."""
+    value = np.asarray(p) if is_concrete(p) else None
+    if value is None or not value.size:
+        return p
+    lowest = float(np.min(value))
+    if lowest < -tol:
+        raise ValueError(f"{name} is not positive semidefinite (smallest eigenvalue {lowest:.3g}); {what} needs a density matrix")
+    trace = np.sum(value, axis=-1)
+    worst = float(np.ravel(trace)[np.argmax(np.abs(np.ravel(trace) - 1))])
+    if abs(worst - 1) > tol:
+        raise ValueError(f"{name} must have unit trace (got trace {worst:.10g}); {what} needs a density matrix")
+    return p
+
+
+def check_target(target, prediction_shape: tuple[int, ...], name: str = "target", what: str = "") -> jax.Array:
+    """A real, finite ``target`` whose shape broadcasts to ``prediction_shape`` without changing it."""
+    target = real_array(target, name)
+    value = host_value(target, target)
+    if value is not None and not np.all(np.isfinite(value)):
+        raise ValueError(f"{name} contains NaN or inf")
+    try:
+        fits = np.broadcast_shapes(target.shape, prediction_shape) == tuple(prediction_shape)
+    except ValueError:
+        fits = False
+    if not fits:
+        raise ValueError(f"{name} must have shape {what or tuple(prediction_shape)} to match the prediction "
+                         f"of shape {tuple(prediction_shape)}, got {target.shape}")
+    return target

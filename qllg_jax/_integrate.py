@@ -23,56 +23,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-GRADIENTS = {
+from ._failures import Failure
+from ._options import SolveOptions
+
+ADJOINTS = {
     "checkpoint": diffrax.RecursiveCheckpointAdjoint,
     "forward": diffrax.ForwardMode,
     "backsolve": diffrax.BacksolveAdjoint,
 }
-BATCHING = ("shared", "vmap")
+"""``gradient=`` (:data:`~qllg_jax._options.GRADIENTS`) → the diffrax adjoint class."""
 
 DTMIN_FRACTION = 1e-12
 """Steps below this fraction of the time span count as a step-size collapse (a NaN/inf field or extreme stiffness)."""
 
 CHECKPOINT_BYTES = 4 * 2**20
 """Memory for reverse-mode checkpoints per solve (see :func:`adjoint`)."""
-
-(FAILURE_NONE, FAILURE_MAX_STEPS, FAILURE_DT_COLLAPSE, FAILURE_NONFINITE, FAILURE_OTHER, FAILURE_BAD_H,
- FAILURE_BAD_KAPPA, FAILURE_BAD_STATE, FAILURE_BAD_TIMES) = range(9)
-FAILURE_REASONS = {
-    FAILURE_NONE: "success",
-    FAILURE_MAX_STEPS: "max_steps reached",
-    FAILURE_DT_COLLAPSE: "step size collapsed",
-    FAILURE_NONFINITE: "NaN/inf in the saved output",
-    FAILURE_OTHER: "solver failure",
-    FAILURE_BAD_H: "invalid input: H is not Hermitian or not finite",
-    FAILURE_BAD_KAPPA: "invalid input: kappa is negative or not finite",
-    FAILURE_BAD_STATE: "invalid input: rho0 is not a state (trace, hermiticity, positivity or norm)",
-    FAILURE_BAD_TIMES: "invalid input: ts is not finite and strictly increasing",
-}
-"""``Result.stats["failure"]`` codes (int per trajectory) → reason. Codes ≥ 5 come from the runtime input
-checks of traced inputs (values known on the host are checked before compute and raise ValueError)."""
-
-
-class SolveOptions(eqx.Module):
-    """Options of one solve that do not depend on the problem's arrays (static: a change recompiles).
-
-    ``throw``: attach a runtime error to failed trajectories (used when solve runs under the caller's
-    transformation; an eager call raises :class:`~qllg_jax.SolveError` on the host instead).
-    """
-
-    solver: diffrax.AbstractSolver
-    equation: str = eqx.field(static=True, default="qllg")
-    rtol: float = eqx.field(static=True, default=1e-8)
-    atol: float = eqx.field(static=True, default=1e-10)
-    max_steps: int = eqx.field(static=True, default=100_000)
-    max_step: float | None = eqx.field(static=True, default=None)
-    save_states: bool = eqx.field(static=True, default=True)
-    gradient: str = eqx.field(static=True, default="checkpoint")
-    batching: str = eqx.field(static=True, default="shared")
-    complex_state: bool = eqx.field(static=True, default=False)
-    progress: bool = eqx.field(static=True, default=False)
-    throw: bool = eqx.field(static=True, default=False)
-
 
 def pack_hermitian(rho: jax.Array) -> jax.Array:
     """Hermitian (..., d, d) → real (..., d, d): Re ϱ on/above the diagonal, Im ϱ strictly below."""
@@ -123,7 +88,7 @@ def adjoint(options: SolveOptions, y0: jax.Array):
     :data:`CHECKPOINT_BYTES` (≈ 16 copies of y per step of carry), at most ``max_steps``: with diffrax's default
     (log(max_steps) checkpoints) the backward pass recomputes the forward solve several times."""
     if options.gradient != "checkpoint":
-        return GRADIENTS[options.gradient]()
+        return ADJOINTS[options.gradient]()
     size = 16 * max(y0.size * y0.dtype.itemsize, 1)
     return diffrax.RecursiveCheckpointAdjoint(checkpoints=int(min(options.max_steps, max(64, CHECKPOINT_BYTES // size))))
 
@@ -234,67 +199,71 @@ def derivative_options(options: SolveOptions, inputs) -> SolveOptions:
                                                                 is_leaf=lambda x: x is None))
 
 
-def failure_code(result) -> jax.Array:
-    """Map a diffrax ``RESULTS`` item to a :data:`FAILURE_REASONS` code."""
-    code = jnp.where(result == diffrax.RESULTS.max_steps_reached, FAILURE_MAX_STEPS, FAILURE_OTHER)
-    code = jnp.where(result == diffrax.RESULTS.dt_min_reached, FAILURE_DT_COLLAPSE, code)
-    return jnp.where(result == diffrax.RESULTS.successful, FAILURE_NONE, code)
+def controller(options: SolveOptions, ts: jax.Array, batched: bool, max_step=None, jump_ts=None):
+    """The step-size controller: PID on ``options.rtol``/``atol`` (a batch: the norm :func:`batch_max_rms`), steps
+    ≥ :data:`DTMIN_FRACTION` of the span (smaller: a collapse), ≤ ``max_step`` (default ``options.max_step``);
+    with ``jump_ts``, clipped to step to just before and after each of those times (diffrax's
+    ``ClipStepSizeController``)."""
+    pid = diffrax.PIDController(
+        rtol=options.rtol, atol=options.atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False,
+        dtmax=options.max_step if max_step is None else max_step, **({"norm": batch_max_rms} if batched else {}),
+    )
+    return pid if jump_ts is None else diffrax.ClipStepSizeController(pid, jump_ts=jump_ts)
 
 
-def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array,
-              options: SolveOptions, packing_kind: str, batched: bool, max_step=None, differentiated: bool = True):
-    """Integrate ẏ = field(y) for complex y from ts[0] to ts[-1].
+def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array, options: SolveOptions,
+              packing_kind: str, batched: bool, max_step=None, differentiated: bool = True, jump_ts=None):
+    """Integrate ẏ = field(t, y) for complex y from ts[0] to ts[-1].
 
     Args:
-        field, record: functions of the complex state y (batched: (n, …)): the vector field and what is saved at
-            each of ``ts`` (a pytree).
+        field, record: functions of the time t and the complex state y (batched: (n, …)): the vector field and
+            what is saved at each of ``ts`` (a pytree). A static H ignores t.
         y0: complex initial state, (n, …) when ``batched``.
         packing_kind: ``"hermitian"`` (y is a Hermitian matrix) or ``"complex"`` (any complex array).
         batched: y has a leading batch axis integrated with shared steps (norm :func:`batch_max_rms`).
         max_step: largest step (a traced scalar is fine); default ``options.max_step``.
         differentiated: this integration is differentiated by JAX (use ``options.gradient``'s adjoint); False: a
             plain while loop (the primal of solve, whose derivatives go through a separate capped integration).
+        jump_ts: times (J,) where the field jumps (a driven H's discontinuities), or None: the step-size
+            controller steps to just before and after each (:func:`controller`).
 
     Returns:
         (saved pytree with the time axis leading (T, …), the complex state at the final time reached, stats dict of
-        scalars (num_steps,
-        num_accepted_steps, num_rejected_steps, t_reached (NaN with backsolve), failure)).
+        scalars (num_steps, num_accepted_steps, num_rejected_steps, t_reached (NaN with backsolve), failure (a
+        :class:`~qllg_jax._failures.Failure` code))).
     """
     if options.complex_state:
         pack = unpack = lambda x: x  # noqa: E731
     else:
         pack, unpack = packing(packing_kind, batched)
-    controller = diffrax.PIDController(
-        rtol=options.rtol, atol=options.atol, dtmin=DTMIN_FRACTION * (ts[-1] - ts[0]), force_dtmin=False,
-        dtmax=options.max_step if max_step is None else max_step, **({"norm": batch_max_rms} if batched else {}),
-    )
+    step_control = controller(options, ts, batched, max_step, jump_ts)
     if options.gradient == "backsolve":
         # BacksolveAdjoint supports neither SaveAt(subs=...) nor SaveAt(fn=...), and differentiates only w.r.t.
         # `args`: hoist the arrays `field` closes over (complex ones as (re, im) pairs: its buffers are real)
         saveat = diffrax.SaveAt(ts=ts)
-        converted, consts = jax.closure_convert(field, y0)
+        converted, consts = jax.closure_convert(field, ts[0], y0)
         args = tuple((c.real, c.imag) if jnp.iscomplexobj(c) else c for c in consts)
         rebuild = lambda c: [x[0] + 1j * x[1] if isinstance(x, tuple) else x for x in c]  # noqa: E731
-        term = diffrax.ODETerm(lambda t, y, c: pack(converted(unpack(y), *rebuild(c))))
+        term = diffrax.ODETerm(lambda t, y, c: pack(converted(t, unpack(y), *rebuild(c))))
     else:
         saveat = diffrax.SaveAt(subs=[
-            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: record(unpack(y))),
+            diffrax.SubSaveAt(ts=ts, fn=lambda t, y, args: record(t, unpack(y))),
             diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: (t, y)),
         ])
-        term, args = diffrax.ODETerm(lambda t, y, args: pack(field(unpack(y)))), None
+        term, args = diffrax.ODETerm(lambda t, y, args: pack(field(t, unpack(y)))), None
     sol = diffrax.diffeqsolve(
         term, options.solver, t0=ts[0], t1=ts[-1], dt0=None, y0=pack(y0), saveat=saveat,
-        stepsize_controller=controller, args=args, max_steps=options.max_steps,
+        stepsize_controller=step_control, args=args, max_steps=options.max_steps,
         adjoint=adjoint(options, y0) if differentiated or options.gradient == "backsolve" else diffrax.ForwardMode(),
         throw=False, progress_meter=diffrax.TqdmProgressMeter() if options.progress else diffrax.NoProgressMeter(),
     )
     if options.gradient == "backsolve":
         states = jax.vmap(unpack)(sol.ys)
-        saved, last, t_reached = jax.vmap(record)(states), states[-1], jnp.asarray(jnp.nan)
+        saved, last, t_reached = jax.vmap(record)(ts, states), states[-1], jnp.asarray(jnp.nan)
     else:
         saved, (t_reached, last) = sol.ys[0], jax.tree_util.tree_map(lambda x: x[0], sol.ys[1])
         last = unpack(last)
     stats = {k: sol.stats[k] for k in ("num_steps", "num_accepted_steps", "num_rejected_steps")}
     stats["t_reached"] = t_reached
-    stats["failure"] = failure_code(sol.result)
+    stats["failure"] = Failure.from_diffrax(sol.result)
     return saved, last, stats

@@ -25,8 +25,16 @@ import numpy as np
 import optax
 
 from . import observables as obs
-from ._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_positive
-from ._validate import check_target, prng_key, real_array
+from ._checks import (
+    check_density_matrix,
+    check_hamiltonian,
+    check_kappa,
+    check_ket,
+    check_positive,
+    check_target,
+    prng_key,
+    real_array,
+)
 from .hamiltonians import SpinModel
 from .solve import solve
 

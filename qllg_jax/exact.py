@@ -17,7 +17,16 @@ import numpy as np
 
 from ._linalg import dagger, matmul
 
-from ._checks import as_array, check_density_matrix, concrete_value, check_finite, check_hamiltonian, check_kappa, check_ket, check_times
+from ._checks import (
+    as_array,
+    check_density_matrix,
+    concrete_value,
+    check_finite,
+    check_hamiltonian,
+    check_kappa,
+    check_ket,
+    check_times,
+)
 
 
 def _divided_exp(mu, s):

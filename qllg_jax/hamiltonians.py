@@ -25,9 +25,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_bonds, check_finite, check_hamiltonian, check_positive, check_spins, concrete_value
+from ._checks import (
+    check_bonds,
+    check_finite,
+    check_hamiltonian,
+    check_positive,
+    check_spin,
+    check_spins,
+    concrete_value,
+    real_array,
+)
 from ._guards import check_bytes, dense_bytes
-from ._validate import check_spin, real_array
 from .operators import MATRIX_FREE_HINT, site_dims, spin_matrices
 
 REAL_PARAMETER_HINT = "H is Hermitian only for real b, J, D, Γ, K and n (a complex Γ makes S_i^T Γ S_j non-Hermitian)"

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ._checks import as_array, is_qobj
-from ._validate import check_dims
+from ._checks import as_array, check_dims, is_qobj
 
 
 def from_qutip(obj, name: str = "obj"):
@@ -59,7 +58,7 @@ def to_qutip(x, dims: Sequence[int] | None = None):
         import qutip
     except ImportError as error:  # pragma: no cover - exercised only without qutip
         raise ImportError('to_qutip needs qutip: pip install "qllg-jax[qutip]"') from error
-    from .solve import Result
+    from .result import Result
 
     if isinstance(x, Result):
         if x.states is None:

@@ -6,7 +6,7 @@ B(ϱ) = sqrt(max(u1 + u2 − 1, 0)) with u1 ≥ u2 the two largest eigenvalues o
 Checks (concrete inputs; under ``jax.jit``/``vmap`` only shapes): every ϱ square and finite; functions built on
 eigenvalues or on Tr ϱ² = Σ|ϱ_ij|² (``purity``, ``spectrum``, the entropies, ``concurrence``, ``passive_*``)
 also need ϱ Hermitian, and the entropies and ``concurrence`` a density matrix (eigenvalues ≥ −1e-6, trace
-1 ± 1e-6; :data:`qllg_jax._validate.OBSERVABLE_TOL`). Each observable allocates at most a few arrays of
+1 ± 1e-6; :data:`qllg_jax._checks.TOL` ``.observable``). Each observable allocates at most a few arrays of
 the size of its input, so none needs a size guard of its own.
 """
 
@@ -19,8 +19,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import as_array, check_hamiltonian, check_spins, check_square, check_state, concrete_value
-from ._validate import check_dims, check_probabilities, hermitian_matrix, real_scalar, safe_ndim
+from ._checks import (
+    as_array,
+    check_dims,
+    check_hamiltonian,
+    check_probabilities,
+    check_spins,
+    check_square,
+    check_state,
+    concrete_value,
+    hermitian_matrix,
+    real_scalar,
+    safe_ndim,
+)
 from .operators import pauli_matrices, spin_dim, spin_matrices
 
 

@@ -13,9 +13,8 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
-from ._checks import check_spins
+from ._checks import check_dims, check_spin, check_spins
 from ._guards import check_bytes, dense_bytes
-from ._validate import check_dims, check_spin
 
 
 def spin_dim(s: float) -> int:

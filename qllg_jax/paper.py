@@ -38,6 +38,10 @@ FIGURES = ("fig1", "fig2", "fig3", "fig4", "fig5", "fig6")
 AXES = "xyz"
 
 
+TIME_COLUMN = "t_hbar_per_E0"
+"""The CSV's time column: times in ħ/E0 (E0 = μ_B·1 T, one unit ≈ 11.37 ps)."""
+
+
 @dataclasses.dataclass
 class FigureData:
     """Data of one figure.
@@ -45,7 +49,8 @@ class FigureData:
     Attributes:
         name: ``"fig1"`` … ``"fig6"``.
         ts: save times (T,) in ħ/E0.
-        columns: dict column name → array (T,) (the CSV columns after ``t``).
+        columns: dict column name → array (T,) (the CSV columns after ``t_hbar_per_E0``; all dimensionless: Bloch
+            vectors, correlations, Bell non-locality, ⟨S⟩/s).
         params: every parameter (JSON-serialisable).
         diagnostics: dict run name → :meth:`Diagnostics.as_dict` of that quantum run.
         checks: dict of scalar physics checks (e.g. final values) recorded in the JSON.
@@ -59,21 +64,22 @@ class FigureData:
     checks: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def write_csv(self, path) -> None:
-        """Columns ``t`` then every data column, one row per save time."""
-        write_csv(path, {"t": self.ts, **self.columns})
+        """Columns ``t_hbar_per_E0`` (the time, its unit in the name) then every data column, one row per save time."""
+        write_csv(path, {TIME_COLUMN: self.ts, **self.columns})
 
     def metadata(self) -> dict:
-        from . import __version__
+        from ._version import __version__
 
         return {
             "written_by": "qllg reproduce",
             "figure": self.name,
             "qllg_jax_version": __version__,
-            "units": {"energy": "E0 = mu_B * 1 T", "time": "hbar/E0 (~11.37 ps)"},
+            "units": {"energy": "E0 = mu_B * 1 T", "time": "hbar/E0 (~11.37 ps)",
+                      "columns": {TIME_COLUMN: "hbar/E0", **dict.fromkeys(self.columns, "1")}},
             "params": self.params,
             "diagnostics": self.diagnostics,
             "checks": self.checks,
-            "columns": ["t"] + list(self.columns),
+            "columns": [TIME_COLUMN] + list(self.columns),
         }
 
     def write_json(self, path) -> None:

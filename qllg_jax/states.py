@@ -14,9 +14,18 @@ import numpy as np
 
 import math
 
-from ._checks import as_array, check_density_matrix, concrete_value, check_ket, check_positive, check_spins
+from ._checks import (
+    as_array,
+    check_density_matrix,
+    check_ket,
+    check_positive,
+    check_spin,
+    check_spins,
+    concrete_value,
+    prng_key,
+    real_array,
+)
 from ._guards import check_bytes, dense_bytes
-from ._validate import check_spin, prng_key, real_array
 from .hamiltonians import as_matrix
 from .operators import MATRIX_FREE_HINT, spin_dim, spin_matrices
 

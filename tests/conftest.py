@@ -1,3 +1,4 @@
+import gc
 import os
 from pathlib import Path
 
@@ -60,6 +61,17 @@ def compiles():
     _compile_logs.append(log)
     yield log
     _compile_logs.remove(log)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's in-memory caches of traced and compiled programs after each test module: a worker's memory then
+    holds one module's programs, not the whole suite's (≈ 5 GB single-process without this). Programs shared by
+    later modules come back from the persistent compilation cache. QLLG_TEST_KEEP_CACHES=1 keeps them."""
+    yield
+    if not os.environ.get("QLLG_TEST_KEEP_CACHES"):
+        jax.clear_caches()
+        gc.collect()
 
 
 @pytest.fixture

@@ -217,6 +217,22 @@ CASES = [
          words=("(..., 4, 1)",), kwargs=dict(H=np.eye(4), ts=TS)),
     Case("solve method 'ket' for a mixed state", q.solve, "method", "ket", words=("pure",),
          kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS)),
+    Case("solve a method object with strategy= (was silently ignored)", q.solve, "strategy", "kron",
+         words=("method object", "would be ignored", "Dense(strategy="), kwargs=dict(
+             H=np.eye(4), rho0=RHO, ts=TS, method=q.methods.Dense("eigen"))),
+    Case("solve a method object with gauge_fix=", q.solve, "gauge_fix", False,
+         words=("method object", "would be ignored", "Frame(gauge_fix="), kwargs=dict(
+             H=np.eye(4), rho0=RHO, ts=TS, method=q.methods.Frame())),
+    Case("estimate_memory a method object with strategy=", q.estimate_memory, "strategy", "krylov",
+         words=("method object",), kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS, method=q.methods.Dense())),
+    Case("sweep_solve solve_options: a method object with strategy=", q.sweep_solve, "solve_options",
+         {"method": q.methods.Dense(), "strategy": "kron"}, words=("strategy='kron'", "method object"), names="strategy",
+         kwargs=dict(H=np.eye(4), rho0=RHO, ts=TS, kappa=0.1, params={"J": np.zeros(2)})),
+    Case("solve method 'two_level' for a ket (was numpy's LinAlgError)", q.solve, "method", "two_level",
+         words=("density matrix", "ket", "'exact'"), kwargs=dict(H=np.eye(4), rho0=np.eye(4)[0], ts=TS)),
+    Case("solve method 'two_level' for a LowRankState (was numpy's LinAlgError)", q.solve, "method", "two_level",
+         words=("density matrix", "LowRankState", "'frame'"), kwargs=dict(
+             H=np.eye(4), rho0=q.LowRankState.from_density_matrix(RHO), ts=TS)),
     Case("observables | projector_exact W0 zero", q.projector_exact, "W0", np.zeros((4, 1)),
          words=("independent columns",), kwargs=dict(H=np.eye(4), ts=TS, kappa=0.1)),
     Case("observables | projector_exact W0 dependent columns", q.projector_exact, "W0", np.ones((4, 2)),

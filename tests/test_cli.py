@@ -76,7 +76,8 @@ def test_reproduce_quick_writes_png_csv_json(tmp_path, capsys):
         assert meta["written_by"] == "qllg reproduce"
         assert meta["params"]["quick"] is True and meta["params"]["kappa"] == 0.5
         header, data = _csv(out / f"{name}.csv")
-        assert header == meta["columns"] and header[0] == "t"
+        assert header == meta["columns"] and header[0] == "t_hbar_per_E0"  # every CSV header names its unit
+        assert meta["units"]["columns"] == {"t_hbar_per_E0": "hbar/E0", **dict.fromkeys(header[1:], "1")}
         assert data.shape == (meta["params"]["n_save"], len(header))
         assert data[-1, 0] == pytest.approx(meta["params"]["t_end"])
     meta3 = _strict_json(out / "fig3.json")
@@ -143,17 +144,19 @@ def test_run_config_end_to_end(tmp_path, capsys):
     # columns in config order (not alphabetical)
     bloch = [f"bloch_{k}_{a}" for k in (0, 1) for a in "xyz"]
     correlation = [f"correlation_{a}{b}" for a in "xyz" for b in "xyz"]
-    assert header == ["t", "purity", *bloch, "energy", *correlation, "bell_nonlocality"]
+    assert header == ["t_hbar_per_E0", "purity", *bloch, "energy_E0", *correlation, "bell_nonlocality"]
     columns = dict(zip(header, data.T))
-    np.testing.assert_allclose(columns["t"], np.linspace(0, 2, 21), atol=1e-12)
+    np.testing.assert_allclose(columns["t_hbar_per_E0"], np.linspace(0, 2, 21), atol=1e-12)
     # |↑↓⟩ at t = 0; q-LLG keeps the state pure and never raises the energy (E(0) = J·T_zz = +1)
     np.testing.assert_allclose([columns[f"bloch_{k}_z"][0] for k in (0, 1)], [1.0, -1.0], atol=1e-12)
     np.testing.assert_allclose(columns["purity"], 1.0, atol=1e-7)
-    assert columns["energy"][0] == pytest.approx(1.0, abs=1e-12)
-    assert np.all(np.diff(columns["energy"]) <= 1e-9)
+    assert columns["energy_E0"][0] == pytest.approx(1.0, abs=1e-12)
+    assert np.all(np.diff(columns["energy_E0"]) <= 1e-9)
     meta = _strict_json(out / "run.json")
     assert meta["qllg_jax_version"] == q.__version__ and meta["success"] is True and meta["written_by"] == "qllg run"
     assert meta["config"]["dynamics"]["kappa"] == 0.5 and meta["columns"] == header
+    assert meta["units"]["columns"] == {name: {"t_hbar_per_E0": "hbar/E0", "energy_E0": "E0"}.get(name, "1")
+                                        for name in header}
     assert meta["diagnostics"]["trace_error"] < 1e-9
     assert (out / "observables.png").read_bytes()[:4] == b"\x89PNG"
     # a second run into the same folder replaces qllg's own files, and says so
@@ -192,10 +195,19 @@ def test_run_physical_units_and_user_errors(tmp_path, capsys):
     out = tmp_path / "phys"
     assert main(["run", str(path), "--out", str(out), "--no-plot"]) == 0
     header, data = _csv(out / "observables.csv")
-    assert header[:2] == ["t", "t_ps"]
+    assert header[:2] == ["t_hbar_per_E0", "t_ps"]
     # ħ/E0 with E0 = μ_B·1 T: t_ps = t · ħ/(μ_B·1 T)
     np.testing.assert_allclose(data[:, 1], data[:, 0] * q.HBAR_MEV_PS / q.MU_B_MEV_PER_T, rtol=1e-12)
     assert data[-1, 1] == pytest.approx(20.0)
+    # energies in meV, as in the plot: J = −1 meV on σ1·σ2 and |↑↓⟩ (⟨σ1·σ2⟩ = −1, ⟨σx⟩ = 0) give E(0) = +1 meV
+    assert "energy" not in header and "energy_E0" not in header
+    assert dict(zip(header, data.T))["energy_meV"][0] == pytest.approx(1.0, abs=1e-9)
+    meta = _strict_json(out / "run.json")
+    assert meta["units"]["columns"]["energy_meV"] == "meV" and meta["units"]["columns"]["t_ps"] == "ps"
+    from qllg_jax.cli.run import ENERGY_OBSERVABLES
+    from qllg_jax.plotting import ENERGY_OBSERVABLES as PLOTTED_IN_ENERGY_UNITS
+
+    assert ENERGY_OBSERVABLES == PLOTTED_IN_ENERGY_UNITS  # the CSV converts exactly what the plot draws in meV
     assert not (out / "observables.png").exists()
     capsys.readouterr()
     bad = tmp_path / "bad.toml"

@@ -61,7 +61,7 @@ def test_single_spin_is_classical_llg(s):
     phi = phi0 - b * ts / (1 + alpha**2)
     sin = np.sqrt(1 - nz**2)
     expected = eta_len * np.stack([sin * np.cos(phi), sin * np.sin(phi), nz], axis=1)
-    np.testing.assert_allclose(eta, expected, atol=1e-8)
+    np.testing.assert_allclose(eta, expected, atol=1e3 * 1e-10)  # global error ≲ 10³ rtol against the closed form
     # the state keeps the form (1 + η·S)/(2s+1) (exact for s = 1/2, a property of q-LLG for s = 1)
     rebuilt = (jnp.eye(d) + jnp.einsum("ta,aij->tij", eta, S)) / d
     np.testing.assert_allclose(rho, rebuilt, atol=1e-8)
@@ -165,8 +165,9 @@ def test_complex_state_integration_matches(key):
     H = q.dimer_hamiltonian((1, 0, 0), 1.0, (0, 0, 0.6))
     psi0 = q.up_down_state()
     with pytest.warns(UserWarning, match="Complex"):
-        states = q.solve(H, psi0, TS, KAPPA, complex_state=True, method="dense").states
-    np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=1e-8)
+        states = q.solve(H, psi0, TS, KAPPA, complex_state=True, method="dense", rtol=1e-11, atol=1e-13).states
+    # integrator vs closed form: the global error of an adaptive solve, ≲ 10³ rtol (steps × growth × local error)
+    np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=1e3 * 1e-11)
 
 
 def test_higher_order_solver_and_observables_only():
@@ -178,8 +179,9 @@ def test_higher_order_solver_and_observables_only():
     )
     assert result.states is None
     exact = q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA))
-    np.testing.assert_allclose(result.observables["bloch"], q.bloch_vectors(exact), atol=1e-8)
-    np.testing.assert_allclose(result.observables["sz1"], q.bloch_vectors(exact)[:, 0, 2], atol=1e-8)
+    # integrator vs closed form: the global error of an adaptive solve, ≲ 10³ rtol (steps × growth × local error)
+    np.testing.assert_allclose(result.observables["bloch"], q.bloch_vectors(exact), atol=1e3 * 1e-10)
+    np.testing.assert_allclose(result.observables["sz1"], q.bloch_vectors(exact)[:, 0, 2], atol=1e3 * 1e-10)
     assert result.diagnostics().as_dict()["spectrum_drift"] <= 1e-9  # measured from the final state
 
 
@@ -187,14 +189,16 @@ def test_batched_solve_vmaps_hamiltonians_and_states():
     Js = jnp.array([-1.0, 0.5, 1.0])
     Hs = jax.vmap(lambda J: q.dimer_hamiltonian((1, 0, 0), J, (0, 0, 0.3)))(Js)
     psi0 = q.up_down_state()
-    batched = q.solve(Hs, psi0, TS, KAPPA, method="dense")
+    tight = dict(method="dense", rtol=1e-10, atol=1e-12)
+    tol = 1e3 * tight["rtol"]  # integrator vs closed form: global error ≲ 10³ rtol (steps × growth × local error)
+    batched = q.solve(Hs, psi0, TS, KAPPA, **tight)
     assert batched.states.shape == (3, len(TS), 4, 4)
     for H, states in zip(Hs, batched.states):
-        np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=5e-8)
+        np.testing.assert_allclose(states, q.density_matrix(q.pure_state_exact(H, psi0, TS, KAPPA)), atol=tol)
     rhos = jnp.stack([q.werner_state(b, 0.9) for b in q.BELL_STATES])
-    via_vmap = jax.vmap(lambda r: q.solve(Hs[0], r, TS, KAPPA, method="dense").states)(rhos)
+    via_vmap = jax.vmap(lambda r: q.solve(Hs[0], r, TS, KAPPA, **tight).states)(rhos)
     for rho0, states in zip(rhos, via_vmap):
-        np.testing.assert_allclose(states, q.two_level_exact(Hs[0], rho0, TS, KAPPA), atol=5e-8)
+        np.testing.assert_allclose(states, q.two_level_exact(Hs[0], rho0, TS, KAPPA), atol=tol)
 
 
 def test_solve_under_jit():

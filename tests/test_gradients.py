@@ -228,7 +228,7 @@ def test_step_cap_phase_is_the_solvers_own_error_estimate():
         for theta in (0.3, 1.0):  # estimates ≥ 1e-11: above round-off (≈ 1e-17, the atol)
             np.testing.assert_allclose(embedded_error(solver.tableau, [theta])[0], np.linalg.norm(step(theta)),
                                        rtol=1e-6, atol=1e-16)
-        theta = oscillation_step(solver, 1e-8)
+        theta = oscillation_step(solver, 1e-8)  # a bracket, not a tolerance: θ* is where the estimate crosses rtol
         assert np.linalg.norm(step(theta)) <= 1e-8 < np.linalg.norm(step(1.01 * theta))
 
 

@@ -196,9 +196,9 @@ def test_closed_form_batches_run_in_chunks_with_the_same_numbers(method, rho0, m
     """A batch bigger than CLOSED_FORM_CHUNK_BYTES allows runs as chunks (memory ∝ chunk): 7 points in chunks of
     3 (two chunks and a remainder) give the observables of the one-point eq. 28 / two-level closed forms, and
     the gradient of one-point solves."""
-    import sys
+    import importlib
 
-    solve_module = sys.modules["qllg_jax.solve"]
+    solve_module = importlib.import_module("qllg_jax.solve")  # the module (qllg_jax.solve is the function)
     ts = jnp.linspace(0.0, 2.0, 13)  # a shape of its own: the chunk size is read when the solve is traced
     Js = np.linspace(-1.0, 2.0, 7)
     Hs = np.stack([np.asarray(q.dimer_hamiltonian((1.0, 0.3, 0.0), J, (0.0, 0.0, 0.5))) for J in Js])
@@ -306,12 +306,13 @@ def test_auto_selection_rules(key):
 
 def test_result_fields_are_uniform_across_methods():
     for method, rho0 in [("dense", THERMAL), ("frame", THERMAL), ("ket", KET), ("exact", KET), ("two_level", WERNER)]:
-        result = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, invariant_tol=None)
+        result = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, invariant_tol=None, rtol=1e-10, atol=1e-12)
         assert set(result.invariants) == {"trace", "purity", "energy", "representation_error"}
         assert set(result.stats) == {"num_steps", "num_accepted_steps", "num_rejected_steps", "t_reached", "failure"}
         assert all(np.shape(v) == (len(TS),) for v in result.invariants.values())
         assert result.states.shape == (len(TS), 4, 4) and bool(result.success)
-        np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e-9)
+        # the flow conserves the trace; a frame's or ket's normalisation drifts with the global error, ≲ 10³ rtol
+        np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e3 * 1e-10)
         np.testing.assert_allclose(result.invariants["energy"], np.real(np.einsum("tij,ji->t", result.states, H_DIMER)), atol=1e-9)
         nothing = q.solve(H_DIMER, rho0, TS, KAPPA, method=method, save_states=False, invariant_tol=None)
         assert nothing.states is None and nothing.kets is None and nothing.frames is None

@@ -19,11 +19,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_finite, concrete_value, check_kappa, check_positive, check_solver, check_times, is_concrete
-from .._integrate import FAILURE_REASONS, failure_code
-from .._validate import real_array
+from .._checks import (
+    check_finite,
+    check_kappa,
+    check_positive,
+    check_solver,
+    check_times,
+    concrete_value,
+    is_concrete,
+    real_array,
+)
+from .._failures import Failure, error_if_failed
+from .._options import DEFAULTS
 from ..hamiltonians import SpinModel, dimer_model
-from ..solve import SolveError
+from ..result import SolveError
 
 
 def llg_rhs(model: SpinModel, m: jax.Array, alpha) -> jax.Array:
@@ -35,7 +44,7 @@ def llg_rhs(model: SpinModel, m: jax.Array, alpha) -> jax.Array:
 
 @eqx.filter_jit
 def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
-    """m(t) at ts (T, N, 3), the failure code (0 = success; see ``FAILURE_REASONS``) and the time reached."""
+    """m(t) at ts (T, N, 3), the failure code (0 = success; a :class:`~qllg_jax._failures.Failure`) and the time reached."""
     term = diffrax.ODETerm(lambda t, m, args: llg_rhs(args[0], m, args[1]))
     sol = diffrax.diffeqsolve(
         term,
@@ -50,29 +59,29 @@ def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
         max_steps=max_steps,
         throw=False,
     )
-    return sol.ys[0], failure_code(sol.result), sol.ys[1][0]
+    return sol.ys[0], Failure.from_diffrax(sol.result), sol.ys[1][0]
 
 
-_HINTS = {
-    "max_steps reached": "raise max_steps (now {max_steps}), loosen rtol/atol, or try a stiff solver (solver='kvaerno5')",
-    "step size collapsed": "the effective field most likely produced NaN/inf (check the model for huge entries)",
-    "solver failure": "try another solver or tolerances",
-}
+def _failure_text(code, t_reached, ts, max_steps, what: str = "classical LLG solve") -> str:
+    failure, ts = Failure.of(code), np.asarray(ts)
+    return (f"{what} failed: {failure.message} at t = {float(t_reached):.6g} of [{ts[0]:.6g}, "
+            f"{ts[-1]:.6g}]; hint: {failure.hint(max_steps)}")
 
 
 def _check_failure(ms, code, t_reached, ts, max_steps):
     """Raise :class:`~qllg_jax.SolveError` (reason, time reached, hint) when the integration failed; under
-    ``jax.jit``/``vmap`` attach the same check as a runtime error (``eqx.error_if``)."""
+    ``jax.jit``/``vmap`` the same message as a runtime error (:func:`~qllg_jax._failures.error_if_failed`)."""
     if not is_concrete(code, t_reached, ts):
-        return eqx.error_if(ms, code != 0, "classical LLG integration failed (max_steps reached or solver failure); "
-                            "hint: raise max_steps, loosen rtol/atol or try solver='kvaerno5'")
-    code = int(np.max(np.asarray(code)))
+        def describe(codes, host, ts):  # on the host, at run time (the caller's vmap axes first)
+            first = int(np.flatnonzero(codes.reshape(-1))[0])
+            return _failure_text(codes.reshape(-1)[first], host[1].reshape(-1)[first], ts.reshape(-1, ts.shape[-1])[0],
+                                 max_steps, "classical LLG integration")
+
+        return error_if_failed((ms, t_reached), code, describe, ts)[0]
+    code = np.max(np.asarray(code))
     if code == 0:
         return ms
-    reason = FAILURE_REASONS.get(code, "solver failure")
-    t, ts = float(np.min(np.asarray(t_reached))), np.asarray(ts)
-    hint = _HINTS.get(reason, _HINTS["solver failure"]).format(max_steps=max_steps)
-    raise SolveError(f"classical LLG solve failed: {reason} at t = {t:.6g} of [{ts[0]:.6g}, {ts[-1]:.6g}]; hint: {hint}")
+    raise SolveError(_failure_text(code, np.min(np.asarray(t_reached)), ts, max_steps))
 
 
 def _check_m0(m0, n_sites: int):
@@ -91,10 +100,10 @@ def classical_llg(
     ts,
     alpha,
     *,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    rtol: float = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
     solver: diffrax.AbstractSolver | str | None = None,
-    max_steps: int = 100_000,
+    max_steps: int = DEFAULTS.max_steps,
 ) -> jax.Array:
     """Integrate classical LLG for the model's N spins from ``m0`` and save unit vectors at ``ts``.
 
@@ -114,7 +123,7 @@ def classical_llg(
     Raises:
         ValueError: invalid input (named argument), before any compute. :class:`~qllg_jax.SolveError`: the
         integration stopped early (max_steps reached, step size collapsed), with the time reached and a hint;
-        inside ``jax.jit``/``vmap`` the same failure is a runtime error (``eqx.error_if``).
+        inside ``jax.jit``/``vmap`` the same failure is a runtime error whose last line is this message.
     """
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")

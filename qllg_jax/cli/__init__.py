@@ -13,6 +13,8 @@ import importlib
 import os
 import signal
 import sys
+import threading
+import time
 
 SUBCOMMANDS = ("reproduce", "run", "sweep", "config")
 
@@ -61,33 +63,93 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+class _Interrupts:
+    """How a Ctrl-C (SIGINT) ends a command: one line on stderr and exit status 130 while its work is under way;
+    once the work is done it is ignored (the exit status stays the command's own, also during the teardown).
+
+    As the program the signal does not raise ``KeyboardInterrupt`` (which lands wherever the main thread happens to
+    be: inside an import, or in a garbage-collector callback that swallows it): a handler prints the line and ends
+    the process at once. Python runs that handler only between bytecodes of the main thread, not while XLA
+    compiles or runs a chunk, so a watchdog thread hears the signal too (``signal.set_wakeup_fd``) and ends the
+    process if the main thread has not done so within ``GRACE_S``. Ending mid-write is safe: a sweep file commits
+    chunk by chunk and survives even SIGKILL.
+    """
+
+    GRACE_S = 0.3
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.finished = False
+        self.args = None
+
+    def interrupted(self) -> int:
+        """Print the one line (once, whichever path comes first) and return 130."""
+        if not self.lock.acquire(blocking=False):  # the other path is printing and ending the process
+            threading.Event().wait()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
+        command = f"qllg {self.args.command}" if self.args is not None else "qllg"
+        note = getattr(self.args, "interrupt_note", None)  # read now: a handler may refine it while it runs
+        tqdm = sys.modules.get("tqdm")
+        bar = bool(getattr(getattr(tqdm, "tqdm", None), "_instances", None))  # a progress bar is mid-line on stderr
+        print(("\n" if bar else "") + f"{command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr,
+              flush=True)
+        sys.stdout.flush()
+        return EXIT_INTERRUPTED
+
+    def _end(self, *_):
+        if not self.finished:
+            self.interrupted()
+            os._exit(EXIT_INTERRUPTED)
+
+    def install(self) -> None:
+        """As the program: the handler and the watchdog (see the class docstring)."""
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        signal.signal(signal.SIGINT, self._end)
+        signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+        def watchdog():
+            while True:
+                if signal.SIGINT in os.read(read_end, 64) and not self.finished:
+                    time.sleep(self.GRACE_S)  # in Python code the main thread's handler gets there first
+                    self._end()
+
+        threading.Thread(target=watchdog, name="qllg-interrupt-watchdog", daemon=True).start()
+
+    def finish(self) -> None:
+        """The work is done: from now on SIGINT is ignored."""
+        self.finished = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run ``qllg ARGS``; returns the exit status (argparse usage errors exit 2 by themselves).
 
     As the program (``argv`` None: the ``qllg`` script, ``python -m qllg_jax.cli``) an interrupted run ends the
     process at once with status 130, without the interpreter's teardown: XLA may still be running a chunk in its
     own threads, and tearing Python down under it can crash the process (what a SIGKILL leaves is consistent:
-    the sweep file commits chunk by chunk).
+    the sweep file commits chunk by chunk). A Ctrl-C after the command's work is done is ignored.
     """
     as_program = argv is None
-    args = build_parser().parse_args(argv)
+    interrupts = _Interrupts()
+    if as_program:
+        interrupts.install()
     try:
+        args = interrupts.args = build_parser().parse_args(argv)
         if getattr(args, "compiles", True):
             from .._compilation_cache import enable_compilation_cache
 
             enable_compilation_cache()
-        return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not interrupt the goodbye
-        note = getattr(args, "interrupt_note", None)
-        print(f"qllg {args.command}: interrupted" + (f"; {note}" if note else ""), file=sys.stderr, flush=True)
-        if as_program:
-            sys.stdout.flush()
-            os._exit(EXIT_INTERRUPTED)
-        return EXIT_INTERRUPTED
+        code = int(args.handler(args) or 0)
+    except KeyboardInterrupt:  # called as a function (as the program, SIGINT raises nothing)
+        return interrupts.interrupted()
     except ValueError as error:  # ConfigError, SizeError, UserError and the library's argument checks
         print(f"qllg {args.command}: error: {_one_line(error)}", file=sys.stderr, flush=True)
-        return EXIT_USER_ERROR
+        code = EXIT_USER_ERROR
+    if as_program:
+        interrupts.finish()
+    return code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """``qllg reproduce fig1 … fig6 | all --out DIR [--quick]``: recompute the paper's figures.
 
-Per figure it writes ``figN.png`` (laid out like the paper), ``figN.csv`` (the plotted data, column ``t`` in hbar/E0)
+Per figure it writes ``figN.png`` (laid out like the paper), ``figN.csv`` (the plotted data, column ``t_hbar_per_E0``)
 and ``figN.json`` (every parameter, the package version, the invariant diagnostics of each quantum run, physics
 checks and ``"written_by": "qllg reproduce"``).
 """
@@ -20,7 +20,7 @@ FIGURES = tuple(f"fig{k}" for k in range(1, 7))
 HELP = """\
 Recompute figures 1-6 of Liu et al. (2024) and write PNG + CSV + JSON per figure.
 
-Units: energies in E0 = mu_B * 1 T, times in hbar/E0 (~11.37 ps; the CSV column t); kappa = alpha = 0.5,
+Units: energies in E0 = mu_B * 1 T, times in hbar/E0 (~11.37 ps; the CSV column t_hbar_per_E0); kappa = alpha = 0.5,
 |J| = 1, B = (1, 0, 0) unless the figure says otherwise. See README.md, section "Reproducing the paper", for every
 choice the paper leaves open (D along z, time windows, the classical counterpart of the spin-s dimers).
 

@@ -1,7 +1,8 @@
 """``qllg run CONFIG.toml --out DIR``: integrate a system described in a TOML config.
 
-Writes ``observables.csv`` (column ``t`` in hbar/E0, ``t_ps`` for physical-unit configs, then the observables'
-components in config order), ``run.json`` (the config, the package version, solver statistics, invariant
+Writes ``observables.csv`` (column ``t_hbar_per_E0``, ``t_ps`` for physical-unit configs, then the observables'
+components in config order; energies as ``energy_E0``, or ``energy_meV`` for physical-unit configs, in the plot's
+unit), ``run.json`` (the config, the package version, solver statistics, invariant
 diagnostics, ``"written_by": "qllg run"``) and ``observables.png`` (one panel per observable; unless --no-plot).
 """
 
@@ -11,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from . import EXIT_FAILED, status
 
 WRITER = "qllg run"
+TIME_COLUMN = "t_hbar_per_E0"
+ENERGY_OBSERVABLES = ("energy", "passive_energy")  # the observables with the unit of energy (as in the plot)
 FILES = ("run.json", "observables.csv", "observables.png")
 CLOSED_FORMS = ("exact", "two_level")
 
@@ -39,7 +40,8 @@ Tables:
 
 Units: by default energies and fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical",
 fields are in tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K and times in ps
-(E0 = mu_B * b0_tesla); the CSV adds a column t_ps and the plot uses ps and meV.
+(E0 = mu_B * b0_tesla); the CSV adds a column t_ps, writes energies in meV (energy_meV) and the plot
+uses ps and meV.
 
 Example:
   [system]
@@ -78,6 +80,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def flatten_observables(values: dict) -> dict[str, np.ndarray]:
     """Observable arrays (T, *shape) → named (T,) columns, in the order of ``values``: bloch (T, N, 3) →
     bloch_{k}_{x,y,z}, correlation (T, 3, 3) → correlation_{xy…}, scalars keep their name."""
+    import numpy as np
+
     columns = {}
     for name, value in values.items():
         value = np.asarray(value)
@@ -106,13 +110,15 @@ def _describe(system) -> str:
 
 
 def run(args) -> int:
-    from .. import __version__
-    from .._integrate import FAILURE_REASONS
+    status(f"qllg run: {args.config} -> {args.out}/")  # at once: the imports below take a second
+    import numpy as np
+
+    from .._version import __version__
+    from .._failures import Failure
     from .._output import prepare_output_dir, write_csv, write_json
     from ..config import build_system, load_config
     from ..config.system import coupling_note
 
-    status(f"qllg run: {args.config} -> {args.out}/")
     table = load_config(args.config)
     system = build_system(table)
     out = Path(args.out)
@@ -124,21 +130,27 @@ def run(args) -> int:
     if coupling_note(table):
         status(f"qllg run: note: {coupling_note(table)}")
     from .._guards import format_bytes
-    from ..solve import estimate_memory
 
-    method, nbytes = estimate_memory(system.model, system.rho0, system.ts, system.kappa, method=system.method,
-                                     save_states=False)
-    status(f"qllg run: {_describe(system)}; method {method!r}, about {format_bytes(nbytes)} of memory; solving "
-           "(a first run compiles; later runs reuse the compilation cache)")
-    result = system.solve(progress=args.progress, save_states=False, throw=False)
+    prepared = system.prepare(progress=args.progress, save_states=False, throw=False)  # ϱ0 read once
+    status(f"qllg run: {_describe(system)}; method {prepared.method.name!r}, about {format_bytes(prepared.nbytes)} "
+           "of memory; solving (a first run compiles; later runs reuse the compilation cache)")
+    result = prepared.run()
     if args.progress and result.method in CLOSED_FORMS:
         status(f"qllg run: method {result.method!r} is a closed form: no time stepping, so no progress to show")
     values = {name: result.observables[name] for name in system.observables}  # config order
-    columns = flatten_observables(values)
+    energy_unit, energy_scale = ("E0", 1.0) if system.units is None else ("meV", system.units.energy_meV)
     ts = np.asarray(result.ts)
-    head = {"t": ts}
+    head = {TIME_COLUMN: ts}
     if system.units is not None:
         head["t_ps"] = system.times_ps
+    columns, column_units = {}, {TIME_COLUMN: "hbar/E0", "t_ps": "ps"}
+    for name, value in values.items():  # energies in the plot's unit, named with it; the rest is dimensionless
+        if name in ENERGY_OBSERVABLES:
+            part, unit = {f"{name}_{energy_unit}": np.asarray(value) * energy_scale}, energy_unit
+        else:
+            part, unit = flatten_observables({name: value}), "1"
+        columns.update(part)
+        column_units.update(dict.fromkeys(part, unit))
     success = bool(np.all(np.asarray(result.success)))
     failure = int(np.max(np.asarray(result.stats["failure"]))) if "failure" in result.stats else 0
     write_csv(out / "observables.csv", {**head, **columns})
@@ -148,10 +160,12 @@ def run(args) -> int:
         "config": system.table,
         "config_file": str(args.config),
         "units": {"energy": "E0" if system.units is None else f"E0 = {system.units.energy_meV:.6g} meV",
-                  "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps"},
+                  "time": "hbar/E0" if system.units is None else f"hbar/E0 = {system.units.time_ps:.6g} ps",
+                  "stats.t_reached": "hbar/E0", "diagnostics.energy_increase": "E0",
+                  "columns": {name: column_units[name] for name in [*head, *columns]}},
         "method": result.method,
         "success": success,
-        "failure": None if success else FAILURE_REASONS.get(failure, "solver failure"),
+        "failure": None if success else Failure.of(failure).message,
         "stats": {k: np.asarray(v).tolist() for k, v in result.stats.items()},
         "diagnostics": result.diagnostics().as_dict() if success else None,
         "columns": list(head) + list(columns),

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._options import DEFAULTS
 from .. import observables as obs
 from ..hamiltonians import SpinModel, chain_bonds, dimer_model, spin_model
 from ..states import (
@@ -58,11 +59,11 @@ class System:
     kappa: float
     observables: dict[str, Callable]
     equation: str = "qllg"
-    rtol: float = 1e-8
-    atol: float = 1e-10
+    rtol: float = DEFAULTS.rtol
+    atol: float = DEFAULTS.atol
     solver: str | None = None
     method: str = "auto"
-    max_steps: int = 100_000
+    max_steps: int = DEFAULTS.max_steps
     units: Units | None = None
     table: dict = dataclasses.field(default_factory=dict)
 
@@ -76,14 +77,21 @@ class System:
         """Save times in ps for a physical-units config, else None."""
         return None if self.units is None else np.asarray(self.units.time_to_ps(self.ts))
 
-    def solve(self, **kwargs):
-        """Run :func:`qllg_jax.solve` on this system; keyword arguments override the config's options."""
-        from ..solve import solve
+    def prepare(self, **kwargs):
+        """The host preparation of :meth:`solve` (inputs read and checked once, the method resolved, no compute):
+        a :class:`~qllg_jax.solve.PreparedSolve` with ``method``, ``nbytes`` and ``run()``."""
+        from .._options import SolveOptions
+        from ..solve import prepare_solve
 
         options = dict(equation=self.equation, rtol=self.rtol, atol=self.atol, solver=self.solver, method=self.method,
-                       max_steps=self.max_steps, observables=self.observables)
+                       max_steps=self.max_steps)
         options.update(kwargs)
-        return solve(self.model, self.rho0, self.ts, self.kappa, **options)
+        observables = options.pop("observables", self.observables)
+        return prepare_solve(self.model, self.rho0, self.ts, self.kappa, SolveOptions.read(**options), observables)
+
+    def solve(self, **kwargs):
+        """Run :func:`qllg_jax.solve` on this system; keyword arguments override the config's options."""
+        return self.prepare(**kwargs).run()
 
 
 def load_config(path) -> dict:

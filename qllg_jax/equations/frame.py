@@ -33,6 +33,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_kappa
 from .._linalg import dagger, matmul
 
 FRAME_EQUATIONS = ("qllg", "qll", "von_neumann")
@@ -70,6 +71,9 @@ class FrameQLLG(eqx.Module):
     weights: jax.Array
     gauge_fix: bool = eqx.field(static=True, default=True)
     equation: str = eqx.field(static=True, default="qllg")
+
+    def __check_init__(self):
+        check_kappa(self.kappa)
 
     def __call__(self, frame: jax.Array, apply_H: Callable[[jax.Array], jax.Array]) -> jax.Array:
         coupling, kernel = frame_coupling(self.weights, self.kappa, self.equation, self.gauge_fix)

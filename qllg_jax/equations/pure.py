@@ -19,6 +19,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._checks import check_kappa
+
 
 class PureQLLG(eqx.Module):
     """State-vector q-LLG field ψ ↦ ψ̇ for ψ (D,) (or (D, r) columns, each evolved independently);
@@ -26,6 +28,9 @@ class PureQLLG(eqx.Module):
 
     kappa: jax.Array
     phase_free: bool = eqx.field(static=True, default=False)
+
+    def __check_init__(self):
+        check_kappa(self.kappa)
 
     def __call__(self, psi: jax.Array, apply_H: Callable[[jax.Array], jax.Array]) -> jax.Array:
         h_psi = apply_H(psi)

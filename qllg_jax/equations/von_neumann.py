@@ -5,6 +5,8 @@ from __future__ import annotations
 import equinox as eqx
 import jax
 
+from .._checks import check_kappa
+
 from .resolvent import commutator
 
 
@@ -13,6 +15,9 @@ class VonNeumann(eqx.Module):
     equations share a signature."""
 
     kappa: jax.Array = 0.0
+
+    def __check_init__(self):
+        check_kappa(self.kappa)
 
     def __call__(self, rho: jax.Array, H: jax.Array) -> jax.Array:
         return 1j * commutator(rho, H)

@@ -43,6 +43,7 @@ from .._checks import (
     concrete_value,
 )
 from .._guards import check_bytes
+from .._options import DEFAULTS
 from ..methods import RANK_TOL, LowRankState
 from ..methods._operator import as_operator
 from ..hamiltonians import SpinModel
@@ -54,7 +55,7 @@ from .result import STATUS_REASONS, GroundStateResult, trim_history
 
 __all__ = ["GroundStateResult", "STATUS_REASONS", "energy_and_variance", "ground_state", "passive_flow"]
 
-METHODS = ("krylov", "flow")
+GROUND_STATE_METHODS = ("krylov", "flow")
 FLOW_MAX_TIME = 1e4
 """Default ``max_time`` (ħ/E0) of the flows; the Krylov search has no time cap by default."""
 
@@ -144,10 +145,10 @@ def ground_state(
     max_iterations: int = 1000,
     tau0: float | None = None,
     growth: float = 10.0,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    rtol: float = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
     solver="tsit5",
-    max_steps: int = 100_000,
+    max_steps: int = DEFAULTS.max_steps,
     progress: bool = False,
     chunk_time: float | None = None,
 ) -> GroundStateResult:
@@ -180,7 +181,7 @@ def ground_state(
         :class:`GroundStateResult` with ``state`` ψ (D,). ``converged`` False means a cap stopped the search
         (``reason``); ``energies`` never increase.
     """
-    method = check_choice(method, METHODS, "method")
+    method = check_choice(method, GROUND_STATE_METHODS, "method")
     H, dim = _hamiltonian(H)
     kappa = _check_kappa(kappa)
     max_time = _check_max_time(max_time, method)
@@ -237,10 +238,10 @@ def passive_flow(
     kappa: float = 1.0,
     tol: float = 1e-10,
     max_time: float = FLOW_MAX_TIME,
-    rtol: float = 1e-8,
-    atol: float = 1e-10,
+    rtol: float = DEFAULTS.rtol,
+    atol: float = DEFAULTS.atol,
     solver="tsit5",
-    max_steps: int = 100_000,
+    max_steps: int = DEFAULTS.max_steps,
     progress: bool = False,
     chunk_time: float | None = None,
 ) -> GroundStateResult:

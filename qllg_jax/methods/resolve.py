@@ -56,7 +56,8 @@ def resolve_method(method, state: InitialState, dim: int, *, strategy: str = "au
     """A :class:`Method` object from ``method`` (a name, an alias or a Method instance).
 
     ``strategy`` / ``gauge_fix``: options of the dense / frame method when given by name.
-    Raises ValueError when the method cannot represent this ϱ0 (e.g. ``"ket"`` for a mixed state).
+    Raises ValueError when the method cannot represent this ϱ0 (e.g. ``"ket"`` for a mixed state, ``"two_level"``
+    for a ket).
     """
     if isinstance(method, Method):
         chosen = method
@@ -75,4 +76,8 @@ def resolve_method(method, state: InitialState, dim: int, *, strategy: str = "au
     if isinstance(chosen, Ket) and state.kind != "ket" and state.known and not np.all(state.ranks() == 1):
         raise ValueError(f"method {chosen.name!r} needs a pure rho0 (a ket or a rank-1 density matrix), got rank "
                          f"{int(np.max(state.ranks()))}")
+    if isinstance(chosen, TwoLevel) and state.kind != "density":
+        given = "a ket (a pure state: use method='exact' or 'ket')" if state.kind == "ket" else (
+            "a LowRankState (use method='frame')")
+        raise ValueError(f"method 'two_level' needs rho0 as a density matrix (D, D) = a*1 + b*P, got {given}")
     return chosen

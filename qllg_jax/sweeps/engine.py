@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._guards import check_bytes, format_bytes
-from .._integrate import FAILURE_NONE, FAILURE_OTHER
+from .._failures import Failure
 from . import fingerprint as fp
 from .params import check_chunk_size, check_params, check_point_signature
 from .parts import check_part
@@ -60,7 +60,7 @@ def split_output(out) -> dict:
     ``out`` is a :class:`~qllg_jax.Result` (batched or not), a dict with ``"success"`` (and optionally
     ``"failure"``), or any pytree of arrays (then every point succeeded).
     """
-    from ..solve import Result
+    from ..result import Result
 
     if isinstance(out, Result):
         tree = {"observables": out.observables, "invariants": out.invariants, "stats": dict(out.stats)}
@@ -69,15 +69,15 @@ def split_output(out) -> dict:
                 tree[name] = getattr(out, name)
         tree["stats"].pop("failure", None)
         success = out.success
-        failure = out.stats.get("failure", jnp.where(success, FAILURE_NONE, FAILURE_OTHER))
+        failure = out.stats.get("failure", jnp.where(success, Failure.NONE, Failure.OTHER))
         diagnostics = dict(vars(out.diagnostics()))
     elif isinstance(out, Mapping) and "success" in out:
         tree = dict(out)
         success = jnp.asarray(tree.pop("success"), dtype=bool)
-        failure = jnp.asarray(tree.pop("failure", jnp.where(success, FAILURE_NONE, FAILURE_OTHER)))
+        failure = jnp.asarray(tree.pop("failure", jnp.where(success, Failure.NONE, Failure.OTHER)))
         diagnostics = {}
     else:
-        tree, success, failure, diagnostics = out, jnp.asarray(True), jnp.asarray(FAILURE_NONE), {}
+        tree, success, failure, diagnostics = out, jnp.asarray(True), jnp.asarray(Failure.NONE), {}
     _check_array_leaves(tree)
     success = jnp.asarray(success, dtype=bool)
     return {"outputs": tree, "success": success, "failure": jnp.asarray(failure, dtype=jnp.int32),

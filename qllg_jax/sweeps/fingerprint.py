@@ -182,7 +182,7 @@ def point_digests(batch: Mapping[str, np.ndarray]) -> np.ndarray:
 
 
 def version() -> str:
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 

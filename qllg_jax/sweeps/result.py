@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from .._integrate import FAILURE_REASONS
+from .._failures import FAILURE_REASONS
 
 NOT_RUN = -1
 """Failure code of a point that this process did not run (another process's share, or an unfinished file)."""
@@ -36,7 +36,7 @@ class SweepResult:
             ``stats`` (P,) and ``states`` (P, T, D, D) / ``kets`` (P, T, D) when saved. None for a sweep run
             with ``keep_in_memory=False``: read the file with :func:`~qllg_jax.load_sweep` (``names=``, ``points=``).
         success: bool (P,): the point's integration reached the final time with finite output.
-        failure: int (P,): a :data:`~qllg_jax._integrate.FAILURE_REASONS` code (0 = success, −1 = not run).
+        failure: int (P,): a :class:`~qllg_jax._failures.Failure` code (0 = success, −1 = not run).
         diagnostics: dict name → (P,) invariant drifts (:class:`~qllg_jax.Diagnostics`), for Result outputs.
         ts: save times (T,) when known (``sweep_solve``, stored sweeps), else None.
         metadata: for stored sweeps: ``path``, ``config``, ``fingerprint``, ``versions``, ``complete``,

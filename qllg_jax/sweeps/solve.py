@@ -2,7 +2,7 @@ r"""``sweep_solve``: :func:`qllg_jax.solve` over parameter points, one batched s
 
 Each of H, ϱ0 and κ is a fixed value or a function of the point's parameters. Inside the compiled chunk
 function the functions are vmapped over the chunk's points, giving H (n, D, D), ϱ0 (n, …) and κ (n,), and
-``solve(H, ϱ0, ts, κ, throw=False)`` runs once on the batch (``batching="solve"``): the solver core integrates
+``solve(H, ϱ0, ts, κ, throw=False)`` runs once on the batch (``batching="shared"``): the solver core integrates
 a batch as one ODE with shared steps. ``batching="vmap"`` instead vmaps one solve per point (each point keeps
 its own adaptive steps inside the vmapped while loop), which wins when stiffness differs a lot across points.
 
@@ -25,20 +25,23 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
+from .._options import BATCHING, SolveOptions, defaults, option_names
+from .._prepare import check_observable_names, read_observables
 from . import fingerprint as fp
 from .engine import run_sweep, split_output
 from .params import check_params, check_point_signature
 
 RESERVED = ("throw", "observables", "save_states", "progress")
 """``solve`` arguments that ``sweep_solve`` sets itself."""
-BATCHINGS = ("auto", "solve", "vmap")
+BATCH_ALIASES = {"solve": "shared"}
+"""The earlier name of ``batching="shared"``, still accepted."""
 _PREPASS_BYTES = 2**27
 """Bytes per evaluation chunk of the host pass over H / ϱ0 / κ (128 MiB)."""
 
 
-def resolve_method(method, rho0, dim: int, per_point: bool):
-    """The method object every point of the sweep runs — the one call into the core's resolution
-    (:func:`qllg_jax.methods.resolve_method`).
+def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool):
+    """The method object every point of the sweep runs — the core's :func:`qllg_jax.methods.resolve_method` of
+    ``options.method`` (with ``options.strategy`` / ``gauge_fix``, as ``solve`` reads them).
 
     ``rho0`` is the fixed initial state or, when ϱ0 depends on the point (``per_point``), its value at the first
     point; ϱ0 is then traced inside the compiled chunk, so it is resolved as a traced state (a density matrix
@@ -50,13 +53,7 @@ def resolve_method(method, rho0, dim: int, per_point: bool):
     state = read_initial_state(rho0, dim)
     if per_point and state.kind != "frame":
         state = InitialState(state.kind, dim, array=state.array)
-    return resolve(method, state, dim)
-
-
-def resolve_sweep_method(method: str, rho0, equation: str = "qllg") -> str:
-    """The name of the method a sweep with one fixed ``rho0`` runs."""
-    dim = rho0.dim if hasattr(rho0, "rank") else np.shape(rho0)[-1]
-    return resolve_method(method, rho0, dim, per_point=False).name
+    return resolve(options.method, state, dim, strategy=options.strategy, gauge_fix=options.gauge_fix)
 
 
 def _call_with(fn, point: Mapping):
@@ -83,9 +80,7 @@ def check_solve_options(solve_options) -> dict:
         return {}
     if not isinstance(solve_options, Mapping):
         raise ValueError(f"solve_options must be a dict of solve() keyword arguments, got {type(solve_options).__name__}")
-    from ..solve import solve
-
-    allowed = [n for n, p in inspect.signature(solve).parameters.items() if p.kind == p.KEYWORD_ONLY]
+    allowed = [n for n in option_names() if n not in RESERVED]
     for key in solve_options:
         if key in RESERVED:
             raise ValueError(f"solve_options[{key!r}] is set by sweep_solve; pass it as its own argument (or not at all)")
@@ -94,18 +89,13 @@ def check_solve_options(solve_options) -> dict:
 
             close = difflib.get_close_matches(str(key), allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"solve_options: unknown key {key!r}{hint}; allowed: {sorted(set(allowed) - set(RESERVED))}")
+            raise ValueError(f"solve_options: unknown key {key!r}{hint}; allowed: {sorted(allowed)}")
     return dict(solve_options)
 
 
 def _full_options(options: Mapping) -> dict:
-    """Every solve option with its default filled in (what the fingerprint records)."""
-    from ..solve import solve
-
-    full = {n: p.default for n, p in inspect.signature(solve).parameters.items()
-            if p.kind == p.KEYWORD_ONLY and n not in RESERVED}
-    full.update(options)
-    return full
+    """Every solve option but those sweep_solve sets, with its default filled in (what the fingerprint records)."""
+    return {**{n: v for n, v in defaults().items() if n not in RESERVED}, **options}
 
 
 def _describe_option(value):
@@ -212,7 +202,7 @@ def _build_chunk_function(H, rho0, ts, kappa, observables, save_states, options,
     def value(x, point):
         return _call_with(x, point) if _is_function(x) else x
 
-    if batching == "solve":
+    if batching == "shared":
         def chunk_fn(points, constants):
             n = jax.tree_util.tree_leaves(points)[0].shape[0]
             batch = lambda x: jax.vmap(lambda p: _call_with(x, p))(points) if _is_function(x) else x  # noqa: E731
@@ -271,10 +261,11 @@ def sweep_solve(
         save_states: also keep ϱ(t) for every point (P, T, D, D) (memory! see ``keep_in_memory``).
         solve_options: further keyword arguments of :func:`~qllg_jax.solve` (rtol, atol, solver, method,
             max_steps, equation, ...); an unknown key is a ValueError naming it.
-        batching: ``"solve"``: one batched solve per chunk (shared steps); ``"vmap"``: one solve per point,
-            vmapped (own steps per point; better when stiffness differs a lot across points); ``"auto"``
-            (default): ``"solve"``, and a chunk in which some point failed is computed again with ``"vmap"``, so
-            that a stiff point that hits ``max_steps`` fails alone instead of taking its chunk with it.
+        batching: as in :func:`~qllg_jax.solve`: ``"shared"``: one batched solve per chunk (shared steps; the
+            earlier name ``"solve"`` is still accepted); ``"vmap"``: one solve per point, vmapped (own steps per
+            point; better when stiffness differs a lot across points); ``"auto"`` (default): ``"shared"``, and a
+            chunk in which some point failed is computed again with ``"vmap"``, so that a stiff point that hits
+            ``max_steps`` fails alone instead of taking its chunk with it.
         **sweep_options: keyword arguments of :func:`~qllg_jax.sweep` (chunk_size, devices, progress, out,
             config, overwrite, keep_in_memory, ...).
 
@@ -288,16 +279,15 @@ def sweep_solve(
         ValueError before any compute: invalid fixed inputs, an invalid H / ϱ0 / κ at any point (named),
         unknown solve options, a stored ``out`` holding other physics (the message names what changed).
     """
-    from ..solve import _observables
-
-    if batching not in BATCHINGS:
-        raise ValueError(f"batching must be one of {BATCHINGS}, got {batching!r}")
+    if BATCH_ALIASES.get(batching, batching) not in BATCHING:
+        raise ValueError(f"batching must be one of {BATCHING}, got {batching!r}")
     for reserved in ("ts", "fingerprint", "physics"):
         if reserved in sweep_options:
             raise ValueError(f"{reserved!r} is not an option of sweep_solve")
     ts = np.asarray(check_times(ts))
     options = check_solve_options(solve_options)
     options.setdefault("invariant_tol", None)
+    read = SolveOptions.read(**options)  # every option checked once, before any compute
     params_np, n_points = check_params(params)
     functions = {name: x for name, x in (("H", H), ("rho0", rho0), ("kappa", kappa)) if _is_function(x)}
     for name, fn in functions.items():
@@ -313,22 +303,17 @@ def sweep_solve(
 
         if not isinstance(rho0, LowRankState):
             rho0 = check_ket(rho0, "rho0") if np.ndim(rho0) == 1 else check_density_matrix(rho0, "rho0")  # concrete
-    if observables is not None and not isinstance(observables, Mapping):
-        raise ValueError(f"observables must be a dict name -> callable or operator, got {type(observables).__name__}")
-    observables = dict(observables or {})
-    for name in observables:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"observables: names must be non-empty strings, got {name!r}")
+    observables = check_observable_names(observables)
 
     first, per_point = host_pass(functions, params_np, n_points)
     H0 = first.get("H", H)
     rho0_example = first.get("rho0", rho0)
     dim = H0.dim if _is_model(H0) else np.shape(H0)[-1]
-    equation = options.get("equation", "qllg")
-    method_object = resolve_method(options.pop("method", "auto"), rho0_example, dim, per_point="rho0" in functions)
-    _observables(observables, dim, method_object)  # operators: (D, D); callables allowed for this method
+    method_object = resolve_method(read, rho0_example, dim, per_point="rho0" in functions)
+    read_observables(observables, dim, method_object)  # operators: (D, D); callables allowed for this method
     method = method_object.name
-    batching_requested, batching = batching, "solve" if batching == "auto" else batching
+    batching_requested = batching
+    batching = "shared" if batching == "auto" else BATCH_ALIASES.get(batching, batching)
     options["method"] = method_object
 
     physics = {
@@ -336,7 +321,7 @@ def sweep_solve(
         "rho0": _describe_input(rho0, per_point.get("rho0")),
         "kappa": _describe_input(kappa, per_point.get("kappa")),
         "ts": fp.describe_array(ts),
-        "equation": equation,
+        "equation": read.equation,
         "method": method,
         "solve_options": {k: _describe_option(v) for k, v in sorted(_full_options(options).items())},
         "observables": {name: fp.describe_callable(op) if _is_function(op) else fp.describe_array(np.asarray(op))
@@ -349,9 +334,11 @@ def sweep_solve(
            tuple((n, op if _is_function(op) else json.dumps(physics["observables"][n])) for n, op in observables.items()),
            bool(save_states), json.dumps(physics["solve_options"], sort_keys=True),
            options.get("solver") if not isinstance(options.get("solver"), (str, type(None))) else None, batching)
+    run_options = {k: v for k, v in options.items() if k not in ("strategy", "gauge_fix")}  # in the method object
+
     def chunk_function(kind):
         return _chunk_function(key[:-1] + (kind,), lambda: _build_chunk_function(
-            H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), options, kind))
+            H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), run_options, kind))
 
     fallback = chunk_function("vmap") if batching_requested == "auto" else None
     return run_sweep(chunk_function(batching), params_np, physics=physics, per_point=per_point, ts=ts,

@@ -69,7 +69,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .._integrate import FAILURE_REASONS
+from .._failures import FAILURE_REASONS
 from . import fingerprint as fp
 from .result import NOT_RUN, SweepResult, missing_value
 
