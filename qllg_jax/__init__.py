@@ -24,6 +24,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._solvers": ("SOLVER_NAMES",),
     ".classical": ("classical_dimer", "classical_energy", "classical_llg"),
     ".config": ("System", "build_system", "load_config", "with_overrides"),
+    ".drives": ("TimeDependent", "constant", "modulated", "pwc", "timecallable"),
     ".exact": ("projector_exact", "pure_state_exact", "two_level_exact", "two_level_split"),
     ".methods": ("METHODS", "LowRankState"),
     ".hamiltonians": ("SpinModel", "as_matrix", "chain_bonds", "chain_model", "dimer_hamiltonian", "dimer_model",
@@ -48,10 +49,10 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "._version": ("__version__",),  # read from the installed metadata: only when asked for
 }
 _SOURCE = {name: module for module, names in _EXPORTS.items() for name in names}
-_SUBPACKAGES_EXPORTED = ("methods", "design", "thermal")  # public names that are submodules themselves
+_SUBPACKAGES_EXPORTED = ("methods", "design", "thermal", "pulses")  # public names that are submodules themselves
 # submodules reachable as attributes (``qllg_jax.paper``, ``qllg_jax.observables``), imported on first access
-_SUBMODULES = ("classical", "cli", "config", "design", "equations", "exact", "ground_state", "hamiltonians",
-               "interop", "methods", "observables", "operators", "paper", "plotting", "result", "solve", "states",
+_SUBMODULES = ("classical", "cli", "config", "design", "drives", "equations", "exact", "ground_state",
+               "hamiltonians", "interop", "methods", "observables", "operators", "paper", "plotting", "result", "solve", "states",
                "sweeps", "thermal", "units")
 # public functions with the name of the submodule that defines them: the attribute stays the function, also after
 # the import system binds the submodule to the package (``import qllg_jax.solve``)
@@ -62,6 +63,7 @@ __all__ = [
     "SOLVER_NAMES", "InvariantWarning", "as_array",
     "classical_dimer", "classical_energy", "classical_llg",
     "System", "build_system", "load_config", "with_overrides",
+    "TimeDependent", "constant", "modulated", "pwc", "timecallable", "pulses",
     "projector_exact", "pure_state_exact", "two_level_exact", "two_level_split",
     "METHODS", "LowRankState", "methods",
     "SpinModel", "as_matrix", "chain_bonds", "chain_model", "dimer_hamiltonian", "dimer_model", "spin_model",

@@ -7,6 +7,11 @@ Pure states (paper eq. 28): with H_eff = (1 − iκ) H / (1 + κ²),
 The same holds for any projector P (rank r): the range of P(t) is e^{−iH_eff t}·range(P₀), because for
 projectors q-LLG equals q-LL rescaled by 1 + κ². Two-eigenvalue states ϱ = a𝟙 + bP evolve as a𝟙 + bP(t) with
 κ → κb (since [ϱ, ·] = b[P, ·]).
+
+A piecewise-constant H(t) (a :class:`~qllg_jax.drives.TimeDependent` of constant and :func:`~qllg_jax.pwc`
+terms) is exact segment by segment: on each segment [τ_k, τ_{k+1}) between the drive's edges, H is constant
+(H_k) and the state at τ_{k+1} is eq. 28 with H_eff,k = (1 − iκ) H_k/(1 + κ²) applied to the state at τ_k
+(renormalised, or re-orthonormalised for a projector): no time stepping.
 """
 
 from __future__ import annotations
@@ -88,7 +93,14 @@ def propagate_columns(H, W0, ts, kappa):
 def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
     """Kets ψ(t) of shape (T, d) from eq. 28 for H (d, d) (energy units E0), ψ0 (d,), ts (T,) (units ħ/E0) and
     dimensionless κ ≥ 0: ψ(t) = e^{−iH_eff t} ψ0 / ‖·‖ with H_eff = (1 − iκ) H / (1 + κ²) (global phase: that
-    of e^{−iH_eff t})."""
+    of e^{−iH_eff t}).
+
+    H may be piecewise constant (constant + :func:`~qllg_jax.pwc` terms): eq. 28 segment by segment (see the
+    module docstring; the global phase is then that of the product of the segments' propagators)."""
+    if _is_driven(H):
+        psi0 = check_ket(psi0, "psi0", H.dim)
+        ts, kappa = check_times(ts), check_kappa(kappa)
+        return _segmentwise(H, psi0[:, None], ts, kappa, _normalise)[..., 0]
     H = check_hamiltonian(H)
     psi0 = check_ket(psi0, "psi0", H.shape[-1])
     ts, kappa = check_times(ts), check_kappa(kappa)
@@ -98,11 +110,14 @@ def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
 
 def projector_exact(H, W0, ts, kappa) -> jax.Array:
     """Projectors P(t) (T, d, d) onto span e^{−iH_eff t} W0, for H (d, d), W0 (d, r) with independent
-    columns, ts (T,) in ħ/E0 and κ ≥ 0."""
-    H = check_hamiltonian(H)
+    columns, ts (T,) in ħ/E0 and κ ≥ 0; H may be piecewise constant (segment by segment, see the module docstring).
+    """
+    driven = _is_driven(H)
+    H = H if driven else check_hamiltonian(H)
+    shape = (H.dim, H.dim) if driven else H.shape
     W0 = check_finite(as_array(W0, "W0"), "W0")
-    if H.ndim != 2 or W0.ndim != 2 or W0.shape[0] != H.shape[-1] or W0.shape[1] == 0:
-        raise ValueError(f"W0 must have shape (d, r) with d = {H.shape[-1]} and r >= 1 (H is {H.shape}), got {W0.shape}")
+    if len(shape) != 2 or W0.ndim != 2 or W0.shape[0] != shape[-1] or W0.shape[1] == 0:
+        raise ValueError(f"W0 must have shape (d, r) with d = {shape[-1]} and r >= 1 (H is {shape}), got {W0.shape}")
     value = concrete_value(W0)
     if value is not None:
         singular = np.linalg.svd(value, compute_uv=False)
@@ -110,6 +125,9 @@ def projector_exact(H, W0, ts, kappa) -> jax.Array:
             raise ValueError(f"W0 must have linearly independent columns (it spans range P); its smallest singular "
                              f"value is {singular[-1]:.3g}")
     ts, kappa = check_times(ts), check_kappa(kappa)
+    if driven:
+        Q = _segmentwise(H, jnp.asarray(W0).astype(complex), ts, kappa, _orthonormalise)
+        return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
     W = propagate_columns(H, W0, ts - ts[0], kappa)
     Q, _ = jnp.linalg.qr(W)
     return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
@@ -141,10 +159,70 @@ def two_level_split(rho, tol: float = 1e-9):
 def two_level_exact(H, rho0, ts, kappa) -> jax.Array:
     """ϱ(t) (T, d, d) for ϱ0 = a𝟙 + bP (e.g. Werner states) using the projector solution with κ → κb.
 
-    H (d, d) in energy units E0, ϱ0 (d, d), ts (T,) in ħ/E0, κ ≥ 0 dimensionless."""
-    H = check_hamiltonian(H)
-    rho0 = check_density_matrix(rho0, "rho0", H.shape[-1])
+    H (d, d) in energy units E0 (or piecewise constant, segment by segment), ϱ0 (d, d), ts (T,) in ħ/E0, κ ≥ 0
+    dimensionless."""
+    H = H if _is_driven(H) else check_hamiltonian(H)
+    dim = H.dim if _is_driven(H) else H.shape[-1]
+    rho0 = check_density_matrix(rho0, "rho0", dim)
     ts, kappa = check_times(ts), check_kappa(kappa)
     a, b, W0 = two_level_split(rho0)
     P = projector_exact(H, W0, ts, kappa * b)
-    return a * jnp.eye(H.shape[-1]) + b * P
+    return a * jnp.eye(dim) + b * P
+
+
+def _is_driven(H) -> bool:
+    from .drives import TimeDependent  # (import here: drives imports the methods, which import this module)
+
+    if not isinstance(H, TimeDependent):
+        if callable(H):
+            from .drives import as_time_dependent
+
+            as_time_dependent(H)  # raises the "wrap it" TypeError
+        return False
+    if not H.is_piecewise_constant:
+        raise ValueError("H: closed forms need a piecewise-constant H (constant and q.pwc terms); a modulated or "
+                         "timecallable drive has none — integrate it with solve")
+    if H.batch_shape != ():
+        raise ValueError(f"H has batch shape {H.batch_shape}: the closed form takes one H (use jax.vmap over the batch)")
+    return True
+
+
+def _normalise(W):
+    return W / jnp.linalg.norm(W, axis=0, keepdims=True)
+
+
+def _orthonormalise(W):
+    return jnp.linalg.qr(W)[0]
+
+
+def pwc_segments(H, ts) -> tuple[np.ndarray, jax.Array, np.ndarray]:
+    """Segments of a piecewise-constant H on [ts[0], ts[-1]]: starts τ_k (K,) (numpy), H_k (K, d, d) (H at each
+    segment's midpoint) and, for each save time, the index of its segment (T,) (numpy). Needs concrete edges and
+    ts (the pwc values may be traced)."""
+    edges, grid = concrete_value(H.discontinuity_ts), concrete_value(ts)
+    if edges is None or grid is None:
+        raise ValueError("the closed form of a pwc H needs concrete pwc times and save times ts (values may be traced)")
+    t0, t1 = float(grid[0]), float(grid[-1])
+    inner = np.unique(edges[(edges > t0) & (edges < t1)])
+    starts = np.concatenate([[t0], inner])
+    ends = np.concatenate([inner, [t1]])
+    hamiltonians = jax.vmap(H)(jnp.asarray((starts + ends) / 2))
+    index = np.clip(np.searchsorted(starts, grid, side="right") - 1, 0, len(starts) - 1)
+    return starts, hamiltonians, index
+
+
+def _segmentwise(H, W0, ts, kappa, renormalise) -> jax.Array:
+    """Columns W(t) (T, d, r) of eq. 28 applied segment by segment (renormalised at each segment start)."""
+    starts, hamiltonians, index = pwc_segments(H, ts)
+    durations = np.diff(np.concatenate([starts, [float(concrete_value(ts)[-1])]]))
+
+    def step(W, segment):
+        Hk, duration = segment
+        W = renormalise(propagate_columns(Hk, W, duration[None], kappa)[0])
+        return W, W
+
+    _, after = jax.lax.scan(step, W0, (hamiltonians[:-1], jnp.asarray(durations[:-1])))
+    at_starts = jnp.concatenate([W0[None], after])  # (K, d, r): the state at each segment's start
+    offsets = jnp.asarray(ts) - jnp.asarray(starts)[index]
+    propagate = jax.vmap(lambda Hk, W, dt: propagate_columns(Hk, W, dt[None], kappa)[0])
+    return jax.vmap(renormalise)(propagate(hamiltonians[index], at_starts[index], offsets))

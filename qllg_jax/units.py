@@ -85,6 +85,20 @@ class Units(eqx.Module):
         """Dimensionless time (units of ħ/E0) → ps; scalars or arrays of any shape."""
         return t * self.time_ps
 
+    def frequency(self, GHz):
+        """Frequency ν (GHz) → angular frequency ω = 2πν in units of E0/ħ (radians per time unit ħ/E0):
+        ω = 2π · ν · 10⁻³ ps⁻¹/GHz · ``time_ps``; scalars or arrays of any shape."""
+        return 2 * np.pi * 1e-3 * self.time_ps * GHz
+
+    def frequency_to_GHz(self, omega):
+        """Angular frequency ω (units of E0/ħ) → frequency ν = ω/2π in GHz (inverse of :meth:`frequency`)."""
+        return omega / (2 * np.pi * 1e-3 * self.time_ps)
+
+    def chirp_rate(self, GHz_per_ps):
+        """Frequency sweep rate dν/dt (GHz/ps) → dω/dt in units of (E0/ħ)² (per time unit squared):
+        2π · 10⁻³ · rate · ``time_ps``²."""
+        return 2 * np.pi * 1e-3 * self.time_ps**2 * GHz_per_ps
+
     def temperature(self, kelvin):
         """Temperature (K) → k_B T in units of E0 (β = 1/that, in 1/E0)."""
         return BOLTZMANN_MEV_PER_K * kelvin / self.energy_meV

@@ -1,0 +1,283 @@
+"""Driven Hamiltonians as values (qllg_jax.drives, qllg_jax.pulses) and the pwc closed forms.
+
+Every dynamical check compares against tests/driven_reference.py (SciPy DOP853 at rtol 1e-11 on the dense
+equation), an analytic formula, or segment-wise eq. 28 built from the static closed form by hand.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import constants as si
+
+import qllg_jax as q
+from driven_reference import reference_llg, reference_solve
+
+SX, SY, SZ = (np.asarray(m) for m in q.spin_matrices(0.5))
+I2 = np.eye(2)
+H0 = np.asarray(q.dimer_hamiltonian(B=(1.0, 0.0, 0.2), J=0.5, D=(0.0, 0.0, 0.3)))
+X1 = np.kron(SX, I2)  # a field along x on site 0
+Z2 = np.kron(I2, SZ)
+
+
+# ---------------------------------------------------------------------------------------------- the values
+
+
+def test_sums_in_either_order_evaluate_to_the_formula():
+    f = lambda t: 0.3 * jnp.sin(2.0 * t)  # noqa: E731
+    t = 0.7
+    expected = H0 + 0.3 * np.sin(1.4) * X1 + (-0.5) * Z2
+    drive = q.modulated(f, X1)
+    step = q.pwc([0.0, 0.5, 1.0], [1.0, -0.5], Z2)
+    for H in (H0 + drive + step, drive + H0 + step, step + (drive + jnp.asarray(H0)), jnp.asarray(H0) + step + drive):
+        assert isinstance(H, q.TimeDependent)  # a NumPy array on the left did not broadcast into an object array
+        np.testing.assert_allclose(np.asarray(H(t)), expected, atol=1e-14)
+    np.testing.assert_allclose(np.asarray((H0 - drive)(t)), H0 - 0.3 * np.sin(1.4) * X1, atol=1e-14)
+    np.testing.assert_allclose(np.asarray((2.0 * step)(0.2)), 2 * Z2, atol=1e-14)
+    assert np.all(np.asarray(step(1.0)) == 0) and np.all(np.asarray(step(-0.1)) == 0)  # zero outside [t0, tK)
+    H = H0 + drive + step
+    np.testing.assert_array_equal(H.static, H0)
+    assert H.drive is not None and not H.is_piecewise_constant
+    np.testing.assert_array_equal(H.discontinuity_ts, [0.0, 0.5, 1.0])
+
+
+def test_spin_model_drive_is_matrix_free_and_matches_the_dense_field():
+    model = q.dimer_model(B=(1.0, 0.0, 0.0), J=0.5)
+    pulse = q.pulses.gaussian(0.8, centre=1.0, width=0.25)
+    H = model + q.pulses.field_drive(model, pulse, (0.0, 0.0, 1.0), sites=[1])
+    t = 1.1
+    expected = np.asarray(model.matrix()) - 0.8 * np.exp(-(0.1**2) / (2 * 0.25**2)) * Z2  # H_Z = −b·S on site 1
+    np.testing.assert_allclose(np.asarray(H(t)), expected, atol=1e-13)
+    assert H.spins == (0.5, 0.5) and H.static is model
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 2)) + 0j)
+    matrix_free = H.operator(dense=False)
+    assert matrix_free.parts[0].dense is None  # local terms, no (D, D) matrix
+    np.testing.assert_allclose(np.asarray(matrix_free.apply(t, x)), expected @ np.asarray(x), atol=1e-13)
+    np.testing.assert_allclose(np.asarray(matrix_free.at(t).matrix()), expected, atol=1e-13)
+    np.testing.assert_allclose(np.asarray(H.operator(dense=True).matrix(t)), expected, atol=1e-13)
+    # spectral width bound covers the drive: W(H(t)) <= bound for all t
+    bound = float(H.operator(dense=True).spectral_width(0.0, 2.0))
+    widths = [np.ptp(np.linalg.eigvalsh(np.asarray(H(s)))) for s in np.linspace(0, 2, 21)]
+    assert max(widths) <= bound + 1e-12
+
+
+def test_timecallable_and_its_checks():
+    H = q.timecallable(lambda t: jnp.cos(t) * jnp.asarray(X1) + jnp.asarray(H0))
+    np.testing.assert_allclose(np.asarray(H(0.4)), H0 + np.cos(0.4) * X1, atol=1e-14)
+    H.check(np.linspace(0.0, 1.0, 5))  # Hermitian and finite: no error
+    with pytest.raises(ValueError, match="not Hermitian"):
+        q.timecallable(lambda t: t * jnp.asarray(np.triu(np.ones((4, 4))))).check(np.linspace(0.0, 1.0, 3))
+    with pytest.raises(ValueError, match="square"):
+        q.timecallable(lambda t: t * jnp.ones((4, 3)))
+
+
+def test_traced_parameters_flow_through_grad_jit_vmap():
+    def entry(a):
+        H = H0 + q.modulated(lambda t: a * jnp.sin(t), X1)
+        return jnp.real(H(1.0)[0, 2])  # H0[0, 2] + a·sin(1)·(X1)[0, 2]; X1[0, 2] = 1/2
+
+    expected = lambda a: H0[0, 2].real + a * np.sin(1.0) / 2  # noqa: E731
+    np.testing.assert_allclose(float(jax.grad(entry)(0.3)), np.sin(1.0) / 2, rtol=1e-14)
+    np.testing.assert_allclose(float(jax.jit(entry)(0.3)), expected(0.3), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(jax.jit(jax.vmap(entry))(jnp.arange(3.0))), expected(np.arange(3.0)), rtol=1e-14)
+
+    def pwc_entry(values):
+        return jnp.real((H0 + q.pwc([0.0, 1.0, 2.0, 3.0], values, X1))(1.5)[0, 2])
+
+    np.testing.assert_allclose(np.asarray(jax.grad(pwc_entry)(jnp.array([1.0, 2.0, 3.0]))), [0, 0.5, 0], atol=1e-15)
+
+
+def test_batch_axes_of_values_and_pulse_parameters():
+    values = np.arange(6.0).reshape(3, 2)
+    H = H0 + q.pwc([0.0, 1.0, 2.0], values, X1) + q.pulses.gaussian(np.array([1.0, 2.0, 3.0]), 1.0, 0.5) * Z2
+    assert H.batch_shape == (3,)
+    out = np.asarray(H(1.5))
+    for b in range(3):
+        expected = H0 + values[b, 1] * X1 + (b + 1) * np.exp(-0.5) * Z2
+        np.testing.assert_allclose(out[b], expected, atol=1e-13)
+    broadcast = H.broadcast_batch()
+    mapped = jax.vmap(lambda h: h(1.5), in_axes=(broadcast.in_axes(),))(broadcast)
+    np.testing.assert_allclose(np.asarray(mapped), out, atol=1e-13)
+
+
+def test_a_new_pulse_amplitude_does_not_recompile(compiles):
+    @eqx.filter_jit
+    def evaluate(H, t):
+        return H(t)
+
+    pulse = lambda a: q.pulses.gaussian(a, 1.0, 0.5) * X1 + H0  # noqa: E731
+    evaluate(pulse(1.0), 0.3)
+    compiles.clear()
+    evaluate(pulse(2.0), 0.3)
+    values = lambda v: H0 + q.pwc([0.0, 1.0, 2.0], v, X1)  # noqa: E731
+    evaluate(values(np.array([1.0, 2.0])), 0.3)
+    compiles.clear()
+    evaluate(values(np.array([3.0, 4.0])), 0.3)
+    assert len(compiles) == 0
+
+
+def test_bad_inputs_raise_before_compute():
+    bad_h1 = X1 + 1j * np.triu(np.ones((4, 4)), 1)
+    cases = [
+        (lambda: q.modulated(lambda t: 1j * t, X1), "f must return real values"),
+        (lambda: q.modulated(lambda t: jnp.ones(2) * t, X1), "scalar"),
+        (lambda: q.modulated(lambda t: 1.0 if t > 1 else 0.0, X1), "JAX-traceable"),
+        (lambda: q.modulated(2.0, X1), "function of t"),
+        (lambda: q.modulated(lambda t: t, bad_h1), "H1 is not Hermitian"),
+        (lambda: q.pwc([0.0, 2.0, 1.0], [1.0, 2.0], X1), "strictly increasing"),
+        (lambda: q.pwc([0.0, 1.0, 2.0], [1.0, 2.0, 3.0], X1), "values must have shape"),
+        (lambda: q.pwc([0.0, 1.0], [1.0j], X1), "values must be real"),
+        (lambda: q.dimer_model() + q.pulses.field_drive((1.0, 0.5), q.pulses.gaussian(1, 1, 1), (0, 0, 1)),
+         "sites of H0"),
+        (lambda: q.modulated(lambda t: t, X1) + (lambda t: t), "plain function"),
+        (lambda: q.drives.as_time_dependent(lambda t: t * X1), "wrap"),
+        (lambda: (H0 + q.modulated(lambda t: 1 / t, X1)).check(np.linspace(0.0, 1.0, 3)), "not finite"),
+        (lambda: q.pulses.gaussian(1.0, 0.0, -1.0), "width must be > 0"),
+        (lambda: q.pulses.rectangular(1.0, 2.0, 1.0), "stop must be > start"),
+    ]
+    for build, message in cases:
+        with pytest.raises((ValueError, TypeError), match=message):
+            build()
+
+
+# ---------------------------------------------------------------------------------------------- pulses
+
+
+def test_pulse_shapes_and_units():
+    t = np.linspace(-1.0, 3.0, 9)
+    g = q.pulses.gaussian(2.0, 1.0, 0.5)
+    np.testing.assert_allclose(np.asarray(g.sample(t)), 2.0 * np.exp(-((t - 1.0) ** 2) / 0.5), rtol=1e-12)  # exp of -20: ~20 ulp
+    r = q.pulses.rectangular(1.5, 0.0, 2.0)
+    np.testing.assert_array_equal(np.asarray(r.sample(t)), np.where((t >= 0) & (t < 2), 1.5, 0.0))
+    np.testing.assert_array_equal(r.discontinuity_ts(), [0.0, 2.0])
+    smooth = q.pulses.rectangular(1.0, 0.0, 2.0, rise=0.1)
+    # a difference of two tanh ≈ ±1: round-off is absolute (~1e-16), not relative
+    np.testing.assert_allclose(np.asarray(smooth.sample(t)), 0.5 * (np.tanh(t / 0.1) - np.tanh((t - 2) / 0.1)), atol=1e-15)
+    packet = q.pulses.gaussian(1.0, 1.0, 0.5) * q.pulses.cosine(1.0, 3.0, 0.2) + 0.5 * q.pulses.sine(1.0, 2.0)
+    np.testing.assert_allclose(np.asarray(packet.sample(t)),
+                               np.exp(-((t - 1) ** 2) / 0.5) * np.cos(3 * t + 0.2) + 0.5 * np.sin(2 * t), rtol=1e-13)
+    c = q.pulses.chirp(1.0, 2.0, 0.5, 0.1)
+    np.testing.assert_allclose(np.asarray(c.sample(t)), np.cos(2 * t + 0.25 * t**2 + 0.1), rtol=1e-13)
+    assert float(packet.bound()) == 1.5 and g.time_scale() == 0.5 and packet.time_scale() == 0.5
+    # steps must land on a σ-spaced grid over t_c ± 6σ
+    np.testing.assert_allclose(g.step_ts(), 1.0 + 0.5 * np.arange(-6, 7), rtol=1e-15)
+    # physical units: ħ/(μ_B·1 T) from SciPy's constants directly
+    u = q.Units.from_field(1.0)
+    time_ps = si.hbar / (si.physical_constants["Bohr magneton"][0] * 1.0) * 1e12
+    gp = q.pulses.gaussian(1.0, centre=2 * time_ps, width=time_ps, units=u)
+    np.testing.assert_allclose([float(gp.centre), float(gp.width)], [2.0, 1.0], rtol=1e-9)
+    cp = q.pulses.cosine(1.0, 10.0, units=u)  # 10 GHz → ω = 2π·10⁹ s⁻¹ × time unit
+    np.testing.assert_allclose(float(cp.frequency), 2 * np.pi * 10e9 * time_ps * 1e-12, rtol=1e-9)
+    np.testing.assert_allclose(u.frequency_to_GHz(u.frequency(7.0)), 7.0, rtol=1e-14)
+
+
+def test_rotating_field_in_tesla_is_the_circular_zeeman_term():
+    u = q.Units.from_field(1.0)
+    drive = q.pulses.rotating_field((0.5,), 0.01, 5.0, phase=0.3, units=u)  # 10 mT at 5 GHz, g = 2
+    t = 1.7
+    b = 2 * 0.01  # g μ_B B / (μ_B·1 T)
+    w = 2 * np.pi * 5e9 * u.time_ps * 1e-12
+    expected = -b * (np.cos(w * t + 0.3) * SX + np.sin(w * t + 0.3) * SY)
+    np.testing.assert_allclose(np.asarray(drive(t)), expected, atol=1e-15)
+
+
+# ---------------------------------------------------------------------------------------------- dynamics
+
+
+@pytest.fixture(scope="module")
+def pwc_problem():
+    times, values = [0.3, 1.0, 1.7, 2.5], [0.8, -0.5, 1.2]
+    ts = np.linspace(0.0, 3.0, 7)
+
+    def numpy_H(t):
+        k = np.searchsorted(times, t, side="right") - 1
+        return H0 + (values[k] * X1 if 0 <= k < 3 else 0.0)
+
+    return times, values, ts, numpy_H
+
+
+def _segmentwise_eq28(psi0, ts, kappa, times, values):
+    """Eq. 28 chained by hand: the static closed form on each constant piece."""
+    pieces = [(0.0, times[0], 0.0)] + [(times[k], times[k + 1], values[k]) for k in range(3)] + [(times[-1], 9.0, 0.0)]
+    out = []
+    for t in ts:
+        psi = psi0
+        for a, b, v in pieces:
+            if t <= a:
+                break
+            psi = np.asarray(q.pure_state_exact(H0 + v * X1, psi, [0.0, min(t, b) - a], kappa)[-1])
+        out.append(psi)
+    return np.array(out)
+
+
+def test_pwc_pure_and_werner_closed_forms(pwc_problem):
+    times, values, ts, numpy_H = pwc_problem
+    H = H0 + q.pwc(times, values, X1)
+    kappa = 0.5
+    psi0 = np.array([0.0, 1.0, 0.0, 0.0], complex)
+    psi = np.asarray(q.pure_state_exact(H, psi0, ts, kappa))
+    manual = _segmentwise_eq28(psi0, ts, kappa, times, values)
+    # eq. 28 per segment, both sides exact: agreement to round-off up to the global phase (ϱ = ψψ† compared)
+    np.testing.assert_allclose(np.einsum("ti,tj->tij", psi, psi.conj()), np.einsum("ti,tj->tij", manual, manual.conj()),
+                               atol=1e-12)
+    reference = reference_solve(numpy_H, psi0, ts, kappa)
+    # DOP853 at rtol 1e-11 over ~150 steps: global error ≲ 1e-10 on O(1) entries
+    np.testing.assert_allclose(np.einsum("ti,tj->tij", psi, psi.conj()), reference, atol=1e-9)
+    rho0 = np.asarray(q.werner_state("psi+", 0.6))
+    rho = np.asarray(q.two_level_exact(H, rho0, ts, kappa))
+    np.testing.assert_allclose(rho, reference_solve(numpy_H, rho0, ts, kappa), atol=1e-9)
+    P = np.asarray(q.projector_exact(H, np.eye(4)[:, :2], ts, kappa))  # a rank-2 projector = 0·𝟙 + 1·P
+    np.testing.assert_allclose(P, reference_solve(numpy_H, np.diag([1.0, 1.0, 0, 0]), ts, kappa), atol=1e-9)
+
+
+def test_pwc_closed_form_gradient_matches_reference_differences(pwc_problem):
+    times, values, ts, _ = pwc_problem
+    kappa, psi0 = 0.5, np.array([0.0, 1.0, 0.0, 0.0], complex)
+    observable = np.kron(SZ, I2)
+
+    def loss(v):
+        psi = q.pure_state_exact(H0 + q.pwc(times, v, X1), psi0, ts, kappa)[-1]
+        return jnp.real(jnp.vdot(psi, observable @ psi))
+
+    def reference_loss(v):
+        def numpy_H(t):
+            k = np.searchsorted(times, t, side="right") - 1
+            return H0 + (v[k] * X1 if 0 <= k < 3 else 0.0)
+
+        rho = reference_solve(numpy_H, psi0, ts[[0, -1]], kappa)[-1]
+        return float(np.real(np.trace(rho @ observable)))
+
+    grad = np.asarray(jax.grad(loss)(jnp.asarray(values)))
+    h = 1e-4  # central differences: truncation O(h²) ~ 1e-8, reference noise 1e-10/h ~ 1e-6
+    fd = [(reference_loss(np.add(values, h * e)) - reference_loss(np.subtract(values, h * e))) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(grad, fd, atol=1e-5)
+
+
+def test_rabi_oscillation_at_kappa_zero():
+    """Spin-1/2 in H = −b0 S_z plus a field b1 rotating about z: in the frame rotating with the field,
+    H_rot = −(Δ S_z + b1 S_x) with Δ = b0 + ω, so P_↓(t) = (b1/Ω)² sin²(Ωt/2), Ω = √(Δ² + b1²)."""
+    b0, b1 = 1.0, 0.2
+    ts = np.linspace(0.0, 12.0, 7)
+    for w in (-b0, -b0 + 0.15):  # resonant (full flip) and detuned
+        H = -b0 * SZ + q.pulses.rotating_field((0.5,), b1, w)
+        H_of_t = jax.jit(H.__call__)
+        rho = reference_solve(lambda t: np.asarray(H_of_t(t)), np.array([1.0, 0.0]), ts, 0.0, "von_neumann", 0.05)
+        delta = b0 + w
+        omega = np.hypot(delta, b1)
+        np.testing.assert_allclose(rho[:, 1, 1].real, (b1 / omega) ** 2 * np.sin(omega * ts / 2) ** 2, atol=1e-9)
+
+
+@pytest.mark.parametrize("s", [0.5, 1.0])
+def test_coherent_state_under_rotating_field_follows_llg(s):
+    """Eq. 6 for a pure spin-coherent state: ⟨S⟩/s obeys LLG with α = κ at every instant (H linear in S)."""
+    kappa, b0, b1, w = 0.5, 1.0, 0.4, -0.8
+    H = -b0 * np.asarray(q.spin_matrices(s))[2] + q.pulses.rotating_field((s,), b1, w)
+    H_of_t = jax.jit(H.__call__)
+    ts = np.linspace(0.0, 4.0, 9)
+    m0 = np.array([1.0, 0.0, 0.3])
+    rho = reference_solve(lambda t: np.asarray(H_of_t(t)), np.asarray(q.coherent_state(s, m0)), ts, kappa)
+    spin = np.asarray(q.spin_matrices(s))
+    m_quantum = np.einsum("tij,aji->ta", rho, spin).real / s
+    m_classical = reference_llg(lambda t: (b1 * np.cos(w * t), b1 * np.sin(w * t), b0), m0, ts, kappa)
+    np.testing.assert_allclose(m_quantum, m_classical, atol=1e-9)  # both integrations to ~1e-10
