@@ -344,6 +344,7 @@ def _wait_all(children, what):
                 c.kill()
             raise AssertionError(f"{what} did not finish within {TIMEOUT} s")
         assert child.returncode == 0, f"{what} failed ({child.returncode}): {err[-3000:]}"
+        child.stderr_text = err
         outputs.append(out)
     return outputs
 
@@ -422,6 +423,24 @@ sys.argv = sys.argv[1:]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 
+COUNT = """
+import runpy, sys
+from qllg_jax.sweeps.store import SweepStore
+
+commit = SweepStore.commit
+def counted(self, chunk, rows):
+    print(f"committed chunk {chunk}", file=sys.stderr, flush=True)
+    return commit(self, chunk, rows)
+SweepStore.commit = counted  # each chunk computed and written in this process is named on stderr
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def _done_chunks(path) -> set:
+    with h5py.File(path, "r", locking=False) as f:
+        return {int(c) for c in np.flatnonzero(f["chunk_done"][()])}
+
 
 def _committed(path) -> int:
     try:
@@ -446,8 +465,11 @@ def test_killed_distributed_process_rerun_then_merge(tmp_path, subprocess_env, h
     (tmp_path / "slow.py").write_text(SLOW)
     env = {**subprocess_env, "JAX_PLATFORMS": "cpu"}
 
+    (tmp_path / "count.py").write_text(COUNT)
+
     def start(k, port, slow):
-        command = [sys.executable] + (["slow.py"] if slow else []) + ["sweep_hosts.py", f"127.0.0.1:{port}", "2", str(k)]
+        shim = "slow.py" if slow else "count.py"
+        command = [sys.executable, shim, "sweep_hosts.py", f"127.0.0.1:{port}", "2", str(k)]
         return subprocess.Popen(command, cwd=tmp_path, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
     parts = [tmp_path / f"dimer_hosts.process{k}of2.h5" for k in (0, 1)]
@@ -465,9 +487,13 @@ def test_killed_distributed_process_rerun_then_merge(tmp_path, subprocess_env, h
     assert 1 <= _committed(parts[1]) < 4
     with pytest.raises(SweepFileError, match=r"part 1 of 2 .* is not finished: chunks .* rerun that part"):
         merge_sweeps(tmp_path / "dimer_hosts.h5")
-    before = parts[0].read_bytes()
+    before, done_before = parts[0].read_bytes(), _done_chunks(parts[1])
     port = _free_port()
-    _wait_all([start(k, port, slow=False) for k in (0, 1)], "the rerun")
+    rerun = [start(k, port, slow=False) for k in (0, 1)]
+    _wait_all(rerun, "the rerun")
     assert parts[0].read_bytes() == before  # process 0 resumed a finished part: nothing written
+    # process 1 of 2 owns the global chunks 1, 3, 5, 7 (chunks 1::2 of 8): it computed only those not done
+    committed = [{int(c) for c in re.findall(r"committed chunk (\d+)", child.stderr_text)} for child in rerun]
+    assert committed[0] == set() and committed[1] == {1, 3, 5, 7} - done_before, (committed, done_before)
     assert merge_sweeps(tmp_path / "dimer_hosts.h5") == str(tmp_path / "dimer_hosts.h5")
     _assert_files_equal_bitwise(tmp_path / "dimer_hosts.h5", hosts_reference)
