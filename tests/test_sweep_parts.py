@@ -113,6 +113,18 @@ def test_parts_merge_bit_for_bit_into_a_single_run(tmp_path):
 
 
 
+def test_process_split_and_part_mix(tmp_path):
+    """The two ways write the same files: part 0 of 2 written the jax.distributed way (process_index=0,
+    process_count=2, as process 0 of 2 does), part 1 as part=(1, 2): merged, equal bit for bit to one run."""
+    _run(str(tmp_path / "ref.h5"))
+    out = tmp_path / "m.h5"
+    first = _run(str(out), process_index=0, process_count=2)
+    assert first.metadata["path"] == str(tmp_path / "m.process0of2.h5")
+    _run(str(out), part=(1, 2))
+    assert merge_sweeps(out) == str(out)
+    _assert_files_equal_bitwise(out, tmp_path / "ref.h5")
+
+
 def _dimer(out, kappa=0.5, **kwargs):
     return sweep_solve(lambda J: q.dimer_hamiltonian(B=(1.0, 0.0, 0.0), J=J), q.werner_state("psi+", 0.9),
                        jnp.linspace(0.0, 1.0, 5), kappa, {"J": np.array([0.5, 0.8, 1.1, 1.4])},
