@@ -30,6 +30,15 @@ states; and, for the same data, the alternative HDF5 layout "chunked datasets + 
 h5py, flush, then the chunk's flag" (bytes written and time per chunk).
 
     python benchmarks/bench_sweep.py --io [--io-points 100000]
+
+``--merge`` measures merging a sweep written in parts (issue 23): ``--io-points`` (default 1e5) points of the
+closed form with 21 saves, written as ``--parts`` (default 4) part files with ``sweep_solve(..., part=(K, N))``;
+then the time of ``merge_sweeps`` (check every part, copy and verify every chunk, write one file) against the
+named baseline "read every part once" (``load_sweep`` of each part file: reads and verifies every chunk it holds),
+median of ``--repeats``, both in the same run; plus a raw h5py read of every dataset of every part. Target: merge
+≤ 2× the baseline.
+
+    python benchmarks/bench_sweep.py --merge [--io-points 100000] [--parts 4] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -254,6 +263,68 @@ def io_main(n_points: int) -> dict:
     return dict(machine=f"{platform.machine()}, {os.cpu_count()} cpus", io=rows)
 
 
+def merge_main(n_points: int, n_parts: int, repeats: int) -> dict:
+    import shutil
+    import tempfile
+
+    import h5py
+
+    workdir = tempfile.mkdtemp(prefix="bench_sweep_merge_")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cpus; load {os.getloadavg()}; files in {workdir}")
+    many = q.grid(J=np.linspace(-1.5, 1.5, int(np.ceil(np.sqrt(n_points)))),
+                  D=np.linspace(0.0, 1.2, int(np.ceil(n_points / np.ceil(np.sqrt(n_points))))))
+    many = {k: v[:n_points] for k, v in many.items()}
+    out = os.path.join(workdir, "big.h5")
+    t0 = time.perf_counter()
+    for k in range(n_parts):
+        q.sweep_solve(hamiltonian, RHO0, jnp.linspace(0.0, T1, 21), KAPPA, many, observables=OBSERVABLES,
+                      progress=False, out=out, part=(k, n_parts), keep_in_memory=False)
+    parts = q.sweeps.find_parts(out)
+    assert len(parts) == n_parts, parts
+    size = sum(os.path.getsize(p) for p in parts)
+    print(f"  {n_points} points in {n_parts} parts written in {time.perf_counter() - t0:.1f} s "
+          f"({size / 2**20:.1f} MiB of part files)")
+
+    def read_parts():
+        for path in parts:
+            q.load_sweep(path)
+
+    def read_raw():
+        def read(name, item):  # returns None: visititems stops at the first non-None return
+            if isinstance(item, h5py.Dataset):
+                item[()]
+
+        for path in parts:
+            with h5py.File(path, "r") as f:
+                f.visititems(read)
+
+    def merge():
+        if os.path.exists(out):
+            os.remove(out)
+        q.merge_sweeps(out)
+
+    timed = {}
+    for label, run in (("read every part once (load_sweep)", read_parts), ("raw h5py read of every part", read_raw),
+                       ("merge_sweeps", merge)):
+        run()  # warm (page cache, imports)
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - t0)
+        timed[label] = float(np.median(times))
+        print(f"  {label:36s} {timed[label]:7.3f} s (median of {repeats})")
+    merged = q.load_sweep(out)
+    assert merged.metadata["complete"] and merged.success.all()
+    ratio = timed["merge_sweeps"] / timed["read every part once (load_sweep)"]
+    print(f"  merge / read every part once = {ratio:.2f}x (target <= 2x); merge / raw read = "
+          f"{timed['merge_sweeps'] / timed['raw h5py read of every part']:.2f}x; merged file "
+          f"{os.path.getsize(out) / 2**20:.1f} MiB")
+    shutil.rmtree(workdir)
+    return dict(machine=f"{platform.machine()}, {os.cpu_count()} cpus", points=n_points, parts=n_parts,
+                part_bytes=size, seconds=timed, merge_over_read=ratio)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
@@ -262,8 +333,13 @@ if __name__ == "__main__":
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--io", action="store_true", help="measure the on-disk store (bytes written, time) instead")
     parser.add_argument("--io-points", type=int, default=100_000)
+    parser.add_argument("--merge", action="store_true", help="measure merge_sweeps against reading every part once")
+    parser.add_argument("--parts", type=int, default=4)
     args = parser.parse_args()
-    report = io_main(args.io_points) if args.io else main(args.repeats, args.baseline_points, args.only)
+    if args.merge:
+        report = merge_main(args.io_points, args.parts, args.repeats)
+    else:
+        report = io_main(args.io_points) if args.io else main(args.repeats, args.baseline_points, args.only)
     if args.json:
         import json
 

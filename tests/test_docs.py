@@ -2,7 +2,9 @@
 builds a system, so documented code cannot rot; `.ci/run` runs the README's test command.
 
 Blocks of one file run in order in one namespace (later blocks may use earlier names), in a temporary
-working directory. A block fenced as ```python no-test is skipped on purpose (use sparingly); blocks that
+working directory. A block fenced as ```python no-test is skipped on purpose (use sparingly); a block fenced as
+```python file=NAME (or ```bash file=NAME) is a script that another test runs as its own processes (e.g.
+tests/test_sweep_parts.py runs the README's jax.distributed script as two processes); blocks that
 import an optional package that is not installed (e.g. qutip) are skipped with that reason.
 
 Printed values are checked against the text: a ``print(...)`` on one line whose comment starts with ``# ->``
@@ -137,7 +139,7 @@ def test_python_blocks_run(path, tmp_path, monkeypatch):
     namespace = {"__name__": "__docs__"}
     ran = 0
     for line, info, code in python_blocks(path.read_text()):
-        if "no-test" in info.split():
+        if "no-test" in info.split() or any(word.startswith("file=") for word in info.split()):
             continue
         missing = [m for m in OPTIONAL if re.search(rf"^\s*(import|from)\s+{m}\b", code, re.M) and not importlib.util.find_spec(m)]
         if missing:

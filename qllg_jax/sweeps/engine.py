@@ -9,7 +9,9 @@ so a sweep compiles once. With several local devices a chunk is split over a 1-D
 slice (no per-step synchronisation between devices).
 
 Several hosts: each process of a :func:`jax.distributed` job runs the chunks ``process_index::process_count``
-on its own local devices and (with ``out=``) writes its own file (:func:`~qllg_jax.sweeps.store.process_path`).
+on its own local devices and (with ``out=``) writes its own file (:func:`~qllg_jax.sweeps.store.process_path`);
+``part=(K, N)`` does the same without a coordinator (independent jobs, e.g. a SLURM array). The part files are
+merged by :func:`~qllg_jax.sweeps.parts.merge_sweeps` (:mod:`~qllg_jax.sweeps.parts`).
 
 Before any compute the sweep knows, from :func:`jax.eval_shape` (no compute), the shape of every output, hence
 the bytes of one chunk and of the whole result: it refuses (:func:`qllg_jax._guards.check_bytes`) a chunk or
@@ -32,6 +34,7 @@ from .._guards import check_bytes, format_bytes
 from .._failures import Failure
 from . import fingerprint as fp
 from .params import check_chunk_size, check_params, check_point_signature
+from .parts import check_part
 from .result import SweepResult, missing_value
 from .store import Leaf, SweepStore, process_path
 
@@ -200,6 +203,7 @@ def sweep(
     keep_in_memory: bool = True,
     process_index: int | None = None,
     process_count: int | None = None,
+    part: tuple[int, int] | None = None,
     ts=None,
 ) -> SweepResult:
     r"""Run ``run_point(**point)`` for every parameter point, vmapped over chunks and sharded over devices.
@@ -225,13 +229,17 @@ def sweep(
         keep_in_memory: False (needs ``out``): stream results to the file without keeping them; the returned
             result has ``outputs=None`` (``success``, ``failure``, ``diagnostics`` are kept): read outputs with
             :func:`~qllg_jax.load_sweep` (``names=``, ``points=``).
-        process_index, process_count: this process's share of the points (default: ``jax.process_index()``,
-            ``jax.process_count()``): it runs chunks ``process_index::process_count``.
+        part: (K, N): run only part K (from 0) of N — the chunks K, K+N, K+2N, … — e.g. one task of a SLURM
+            array job; with ``out=`` into ``<stem>.process<K>of<N>.h5``, the file process K of an N-process
+            :func:`jax.distributed` job writes (so the two mix). Each part resumes on its own; merge the parts
+            with :func:`~qllg_jax.merge_sweeps` or read them together with :func:`~qllg_jax.load_sweep`.
+            Default: ``(jax.process_index(), jax.process_count())`` (the whole sweep in a single process).
+        process_index, process_count: the same as ``part=(process_index, process_count)``.
         ts: save times (T,) stored with the results (informational).
 
     Returns:
-        :class:`SweepResult` with the points this process ran (all P points in a single process); points of
-        other processes are NaN / ``success=False`` with failure code −1.
+        :class:`SweepResult` with the points of this part (all P points for a whole sweep); points of other
+        parts are NaN / ``success=False`` with failure code −1.
 
     Resuming ``out`` checks the fingerprint: ``config``, the parameter points, ``run_point``'s identity
     (qualified name, byte code, captured values; :mod:`~qllg_jax.sweeps.fingerprint`) and the package version.
@@ -244,7 +252,7 @@ def sweep(
     return run_sweep(point_chunk_function(run_point), params_np, physics=physics, chunk_size=chunk_size,
                      memory_budget=memory_budget, devices=devices, progress=progress, out=out, config=config,
                      overwrite=overwrite, keep_in_memory=keep_in_memory, process_index=process_index,
-                     process_count=process_count, ts=ts)
+                     process_count=process_count, part=part, ts=ts)
 
 
 def run_sweep(
@@ -264,6 +272,7 @@ def run_sweep(
     keep_in_memory=True,
     process_index=None,
     process_count=None,
+    part=None,
     ts=None,
     fallback_fn: Callable | None = None,
 ) -> SweepResult:
@@ -281,6 +290,13 @@ def run_sweep(
     if not devices:
         raise ValueError("devices must be a non-empty list of jax devices")
     n_dev = len(devices)
+    if part is not None:
+        if process_index is not None or process_count is not None:
+            raise ValueError("give part=(K, N) or process_index/process_count, not both")
+        process_index, process_count = check_part(part)
+        if jax.process_count() > 1:
+            raise ValueError(f"part={part!r}: this process is one of {jax.process_count()} jax.distributed processes, "
+                             "which split the sweep already; leave part unset (or run without jax.distributed)")
     process_index = jax.process_index() if process_index is None else process_index
     process_count = jax.process_count() if process_count is None else process_count
     for value, name in ((process_index, "process_index"), (process_count, "process_count")):
@@ -288,6 +304,7 @@ def run_sweep(
             raise ValueError(f"{name} must be an integer, got {value!r}")
     if process_count < 1 or not 0 <= process_index < process_count:
         raise ValueError(f"process_index must be in [0, process_count), got {process_index} of {process_count}")
+    process_index, process_count = int(process_index), int(process_count)
     from .._checks import check_flag, check_positive
 
     memory_budget = int(check_positive(memory_budget, "memory_budget"))
@@ -311,7 +328,8 @@ def run_sweep(
         path = process_path(out, process_index, process_count)
         store = SweepStore.open(path, params=params, leaves=leaves, fingerprint={**physics, "config": config},
                                 per_point=per_point, config=config, chunk_size=chunk_size,
-                                default_chunk_size=chunk_size or auto_chunk, overwrite=overwrite, ts=ts)
+                                default_chunk_size=chunk_size or auto_chunk, overwrite=overwrite, ts=ts,
+                                part=(process_index, process_count))
         if store.chunk_size != (chunk_size or auto_chunk):  # resuming with the file's chunk size
             try:
                 _check_sizes(leaves, kept, params, n_points, store.chunk_size, n_dev, True)
@@ -348,8 +366,9 @@ def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_siz
     n_chunks = math.ceil(n_points / chunk_size)
     per_chunk, result_bytes = _check_sizes(leaves, kept, params, n_points, chunk_size, n_dev, store is not None)
     if progress:
+        share = f" (part {process_index} of {process_count}: chunks {process_index}::{process_count})" if process_count > 1 else ""
         where = f"; results {format_bytes(n_points * sum(l.row_bytes for l in leaves))} -> {store.path}" if store else ""
-        print(f"sweep: {n_points} points in {n_chunks} chunks of {chunk_size} on {n_dev} device(s); about "
+        print(f"sweep: {n_points} points in {n_chunks} chunks of {chunk_size}{share} on {n_dev} device(s); about "
               f"{format_bytes(per_chunk)} per chunk, {format_bytes(result_bytes)} kept in memory{where}",
               file=sys.stderr)
 
@@ -394,10 +413,11 @@ def _run(chunk_fn, params, constants, n_points, leaves, treedef, kept, chunk_siz
             bar.set_postfix(failed=n_failed, refresh=False)
     finally:
         bar.close()
-    return _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts, store, mine)
+    return _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts, store, mine,
+                     (process_index, process_count))
 
 
-def _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts, store, mine) -> SweepResult:
+def _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts, store, mine, part) -> SweepResult:
     """Stitch per-chunk rows into (P, ...) arrays; points not run here are NaN / −1 / False."""
     arrays = []
     for i, (leaf, keep) in enumerate(zip(leaves, kept)):
@@ -414,9 +434,9 @@ def _assemble(params, n_points, chunk_size, leaves, treedef, kept, collected, ts
     else:
         outputs = None
         diagnostics = {p[1]: a for p, a in by_path.items() if p[0] == "diagnostics"}
-    metadata = {}
+    metadata = {"part": part if part[1] > 1 else None}
     if store is not None:
-        metadata = {"path": store.path, "chunk_size": chunk_size, "complete": len(collected) == len(mine)}
+        metadata.update(path=store.path, chunk_size=chunk_size, complete=len(collected) == len(mine))
     return SweepResult(params=params, outputs=outputs, success=by_path[("success",)].astype(bool),
                        failure=by_path[("failure",)], diagnostics=diagnostics, ts=None if ts is None else np.asarray(ts),
                        metadata=metadata)

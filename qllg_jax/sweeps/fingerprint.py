@@ -192,11 +192,15 @@ def canonical(fingerprint: Mapping) -> str:
     return json.dumps(fingerprint, sort_keys=True, default=str)
 
 
+def _clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _short(description) -> str:
     if not isinstance(description, Mapping):
-        return json.dumps(description, sort_keys=True, default=str)[:200]
+        return _clip(json.dumps(description, sort_keys=True, default=str))
     if "value" in description:
-        return str(description["value"])
+        return _clip(str(description["value"]))
     if "callable" in description:
         what = description["callable"]
         if "code" in description:
@@ -205,7 +209,7 @@ def _short(description) -> str:
     if "digest" in description:
         shape = f" shape {tuple(description['shape'])}" if "shape" in description else ""
         return f"digest {description['digest'][:12]}…{shape}"
-    return json.dumps(description, sort_keys=True, default=str)[:200]
+    return _clip(json.dumps(description, sort_keys=True, default=str))
 
 
 def _config_paths(old, new, prefix="") -> list[str]:
@@ -214,15 +218,21 @@ def _config_paths(old, new, prefix="") -> list[str]:
         for key in sorted(set(old) | set(new), key=str):
             where = f"{prefix}.{key}" if prefix else str(key)
             if key not in old:
-                out.append(f"{where}: not stored, now {json.dumps(new[key], default=str)[:80]}")
+                out.append(f"{where}: not stored, now {_clip(json.dumps(new[key], default=str))}")
             elif key not in new:
-                out.append(f"{where}: stored {json.dumps(old[key], default=str)[:80]}, now absent")
+                out.append(f"{where}: stored {_clip(json.dumps(old[key], default=str))}, now absent")
             else:
                 out.extend(_config_paths(old[key], new[key], where))
         return out
     if old != new:
-        return [f"{prefix or 'config'}: stored {json.dumps(old, default=str)[:80]}, now {json.dumps(new, default=str)[:80]}"]
+        return [f"{prefix or 'config'}: stored {_clip(json.dumps(old, default=str))}, now {_clip(json.dumps(new, default=str))}"]
     return []
+
+
+def summarize(items: list[str], first: int = 3) -> str:
+    """The first ``first`` items joined by "; ", then "and N more" (messages stay one short line)."""
+    shown = "; ".join(items[:first])
+    return shown + (f"; and {len(items) - first} more" if len(items) > first else "")
 
 
 def differences(stored: Mapping, new: Mapping, stored_points: Mapping, new_points: Mapping, params: Mapping) -> list[str]:
@@ -246,7 +256,7 @@ def differences(stored: Mapping, new: Mapping, stored_points: Mapping, new_point
         elif now is None:
             out.append(f"{field} is not given now (stored {_short(old)})")
         elif field == "config":
-            out.append("config differs: " + "; ".join(_config_paths(old, now)[:5]))
+            out.append("config differs: " + summarize(_config_paths(old, now)))
         else:
             out.append(f"{field} differs: stored {_short(old)}, now {_short(now)}")
     return out

@@ -12,6 +12,11 @@ NOT_RUN = -1
 """Failure code of a point that this process did not run (another process's share, or an unfinished file)."""
 
 
+def failure_reason(code: int) -> str:
+    """The reason of a failure code (``"success"`` for 0, ``"not run"`` for −1)."""
+    return {**FAILURE_REASONS, NOT_RUN: "not run"}.get(int(code), "solver failure")
+
+
 def missing_value(dtype):
     """The value of a point that was not run (here or in a sweep file): NaN, −1 for integers, False for bools."""
     dtype = np.dtype(dtype)
@@ -53,8 +58,7 @@ class SweepResult:
     @property
     def reasons(self) -> list[str]:
         """Failure reason per point (``"success"`` for points that finished, ``"not run"`` for code −1)."""
-        names = {**FAILURE_REASONS, NOT_RUN: "not run"}
-        return [names.get(int(code), "solver failure") for code in self.failure]
+        return [failure_reason(code) for code in self.failure]
 
     def failed(self) -> dict[int, str]:
         """{point index: reason} of every point that did not succeed."""

@@ -316,12 +316,43 @@ def read_header(f, path: str) -> Header:
     return header
 
 
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+TRUNCATED = "is truncated or damaged"
+
+
+def _truncation(path: str, error: OSError) -> str | None:
+    """Why HDF5 could not open ``path`` when the file is (the start of) an HDF5 file, else None."""
+    import re
+
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(HDF5_SIGNATURE))
+    except OSError:
+        return None
+    if len(head) < len(HDF5_SIGNATURE) and HDF5_SIGNATURE.startswith(head):
+        return f"it holds only {len(head)} bytes"
+    if head != HDF5_SIGNATURE:
+        return None
+    sizes = re.search(r"eof = (\d+).*stored_eof = (\d+)", str(error))
+    if sizes:
+        return f"it has {int(sizes.group(1))} of the {int(sizes.group(2))} bytes its HDF5 superblock records"
+    return f"it starts like an HDF5 file but HDF5 cannot open it ({error})"
+
+
 def _open_h5(path: str, mode: str = "r"):
     import h5py
 
     try:
         return h5py.File(path, mode, locking=False)
     except OSError as error:
+        why = _truncation(path, error)
+        if why is not None:
+            raise SweepFileError(
+                f"{path!r} {TRUNCATED}: {why}. A sweep file has its full size from its start, so it was cut short "
+                "(an interrupted copy, a full disk) or overwritten. To recover: copy it again from its source; "
+                "otherwise move it aside and rerun the sweep to recompute it (or pass overwrite=True, CLI: "
+                "--overwrite, to replace it)"
+            ) from None
         raise SweepFileError(f"{path!r} is not an HDF5 file or cannot be read ({error})") from None
 
 
@@ -345,6 +376,7 @@ class SweepStore:
         self.n_chunks = int(layout["n_chunks"])
         self.leaves = header.leaves
         self._offsets = [item["offset"] for item in layout["leaves"]]
+        self.part = part_of(header)
         self._done_offset = int(layout["chunk_done_offset"])
         self._digest_offset = int(layout["chunk_digest_offset"])
 
@@ -364,6 +396,7 @@ class SweepStore:
         default_chunk_size: int,
         overwrite: bool = False,
         ts=None,
+        part: tuple[int, int] | None = None,
     ) -> SweepStore:
         """Create ``path`` for this sweep, or reopen it to resume the same sweep.
 
@@ -371,6 +404,8 @@ class SweepStore:
             params: name → (P, ...) parameter points. leaves: the output arrays (per-point shapes, dtypes).
             fingerprint, per_point: the physics (:mod:`~qllg_jax.sweeps.fingerprint`).
             chunk_size: requested chunk size (None: the stored one when resuming, else ``default_chunk_size``).
+            part: (K, N) when this file holds part K of N of the sweep (chunks K::N; recorded in the layout and
+                checked on resume); None for a whole sweep.
 
         Raises:
             SweepFileError (a ValueError): ``path`` is locked by another writer, read-only and incomplete,
@@ -384,6 +419,7 @@ class SweepStore:
         if os.path.isdir(path):
             raise ValueError(f"out={path!r} is a directory; give a file name such as 'sweep.h5'")
         params = {name: np.asarray(value) for name, value in params.items()}
+        part = None if part is None or int(part[1]) == 1 else (int(part[0]), int(part[1]))
         per_point = {name: np.asarray(v, dtype=np.uint64) for name, v in (per_point or {}).items()}
         fingerprint = json.loads(fp.canonical(fingerprint))
         config_json = _json({} if config is None else config)
@@ -391,20 +427,20 @@ class SweepStore:
         replaced_fd = None
         if os.path.exists(path):
             store, replaced_fd = cls._reopen(path, params, list(leaves), fingerprint, per_point,
-                                             json.loads(config_json), chunk_size, overwrite)
+                                             json.loads(config_json), chunk_size, overwrite, part)
             if store is not None:
                 return store
         n_points = int(next(iter(params.values())).shape[0])
         chunk_size = int(chunk_size or default_chunk_size)
         try:
             return cls._create(path, params, list(leaves), fingerprint, per_point, config_json, n_points, chunk_size,
-                               ts, replaced_fd)
+                               ts, replaced_fd, part=part)
         finally:
             if replaced_fd is not None:
                 os.close(replaced_fd)
 
     @classmethod
-    def _reopen(cls, path, params, leaves, fingerprint, per_point, config, chunk_size, overwrite):
+    def _reopen(cls, path, params, leaves, fingerprint, per_point, config, chunk_size, overwrite, part=None):
         """(store, None) to resume the existing file, or (None, its locked fd) when ``overwrite`` replaces it."""
         if not os.access(path, os.R_OK):
             raise SweepFileError(f"out={path!r} exists and is not readable; it is left untouched")
@@ -412,7 +448,7 @@ class SweepStore:
         fd = os.open(path, os.O_RDWR if writable else os.O_RDONLY)
         _lock(fd, path, exclusive=writable)
         try:
-            problem, header = cls._check_existing(path, params, leaves, fingerprint, per_point, config, chunk_size)
+            problem, header = cls._check_existing(path, params, leaves, fingerprint, per_point, config, chunk_size, part)
         except BaseException:
             os.close(fd)
             raise
@@ -433,7 +469,7 @@ class SweepStore:
         return None, fd  # the old file stays locked until the new one replaces it
 
     @staticmethod
-    def _check_existing(path, params, leaves, fingerprint, per_point, config, chunk_size):
+    def _check_existing(path, params, leaves, fingerprint, per_point, config, chunk_size, part=None):
         """(None, header) for the same sweep, or (the error explaining why not, None)."""
         try:
             with _open_h5(path) as f:
@@ -448,6 +484,14 @@ class SweepStore:
             if "is not an HDF5 file" in str(error):
                 return _not_sweep_file(path, "is not an HDF5 file"), None
             return error, None
+        stored_part = part_of(header)
+        if stored_part is not None and stored_part != part:
+            what = "a whole sweep" if part is None else f"part {part[0]} of {part[1]}"
+            return SweepFileError(
+                f"out={path!r} holds part {stored_part[0]} of {stored_part[1]} of a sweep, not {what}; run that part "
+                f"(part=({stored_part[0]}, {stored_part[1]}), CLI: --part {stored_part[0]}/{stored_part[1]}) or merge "
+                "the parts (qllg_jax.merge_sweeps, CLI: --merge)"
+            ), None
         new_fp = {**fingerprint, "params": {n: fp.describe_array(v) for n, v in params.items()}}
         old_fp = {**header.fingerprint, "params": {n: fp.describe_array(v) for n, v in header.params.items()}}
         old_fp.setdefault("config", header.config)
@@ -455,7 +499,7 @@ class SweepStore:
         changes = fp.differences(old_fp, new_fp, header.per_point, per_point, params)
         if changes:
             return SweepFileError(
-                f"out={path!r} holds a different sweep: " + "; ".join(changes) + ". Refusing to mix results: pass "
+                f"out={path!r} holds a different sweep: " + fp.summarize(changes) + ". Refusing to mix results: pass "
                 "overwrite=True (CLI: --overwrite) to replace it, or choose another file"
             ), None
         stored_chunk = int(header.layout["chunk_size"])
@@ -475,7 +519,9 @@ class SweepStore:
 
     @classmethod
     def _create(cls, path, params, leaves, fingerprint, per_point, config_json, n_points, chunk_size, ts,
-                replaced_fd=None) -> SweepStore:
+                replaced_fd=None, part=None, publish=True) -> SweepStore:
+        """Write the header into a private ``<path>.qllg-partial-*`` file and publish it as ``path`` (``publish``
+        False: the store writes the private file, which :meth:`publish` gives its name later)."""
         n_chunks = -(-n_points // chunk_size)
         data_bytes = n_points * sum(leaf.row_bytes for leaf in leaves)
         free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
@@ -489,10 +535,12 @@ class SweepStore:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         try:
             cls._write_header(partial, params, leaves, fingerprint, per_point, config_json, n_points, chunk_size,
-                              n_chunks, ts)
+                              n_chunks, ts, part)
             os.fsync(fd)
             with _open_h5(partial) as f:
                 header = read_header(f, partial)
+            if not publish:
+                return cls(partial, fd, header, writable=True)
             cls._publish(partial, path, replace=replaced_fd is not None)
         except BaseException:
             os.close(fd)
@@ -521,7 +569,8 @@ class SweepStore:
         _fsync_dir(path)
 
     @staticmethod
-    def _write_header(partial, params, leaves, fingerprint, per_point, config_json, n_points, chunk_size, n_chunks, ts):
+    def _write_header(partial, params, leaves, fingerprint, per_point, config_json, n_points, chunk_size, n_chunks, ts,
+                      part=None):
         import h5py
 
         with h5py.File(partial, "w", libver=LIBVER, locking=False) as f:
@@ -550,6 +599,8 @@ class SweepStore:
                 "n_points": n_points, "chunk_size": chunk_size, "n_chunks": n_chunks, "leaves": items,
                 "chunk_done_offset": done.id.get_offset(), "chunk_digest_offset": digests.id.get_offset(),
             }
+            if part is not None:
+                layout["part"] = [int(part[0]), int(part[1])]
             fingerprint_json, layout_json = fp.canonical(fingerprint), json.dumps(layout, sort_keys=True)
             f.attrs["format"] = FORMAT
             f.attrs["fingerprint"] = fingerprint_json
@@ -619,6 +670,12 @@ class SweepStore:
             pass
 
 
+def part_of(header: Header) -> tuple[int, int] | None:
+    """(K, N) for a file holding part K of N of a sweep (chunks K::N), None for a whole sweep."""
+    part = header.layout.get("part")
+    return None if part is None else (int(part[0]), int(part[1]))
+
+
 def _check_flags(raw: np.ndarray, path: str) -> np.ndarray:
     bad = np.nonzero(raw > 1)[0]
     if bad.size:
@@ -676,7 +733,9 @@ def _nest(items: Mapping[tuple, object]):
 
 
 def load_sweep(path, *, names=None, points=None) -> SweepResult:
-    """Read a sweep file into a :class:`~qllg_jax.SweepResult` (outputs as nested dicts), verifying checksums.
+    """Read one sweep file into a :class:`~qllg_jax.SweepResult` (outputs as nested dicts), verifying checksums.
+
+    (:func:`qllg_jax.load_sweep` also reads a set of part files as one result.)
 
     Args:
         path: the HDF5 file written by :func:`~qllg_jax.sweep` / :func:`~qllg_jax.sweep_solve` / ``qllg sweep``.
@@ -686,8 +745,8 @@ def load_sweep(path, *, names=None, points=None) -> SweepResult:
             that hold them are read and verified.
 
     ``result.metadata`` holds ``path``, ``config`` (dict), ``fingerprint`` (dict), ``versions`` (dict),
-    ``complete``, ``created``, ``chunk_size`` and ``done`` (bool per returned point; the other points hold
-    :func:`~qllg_jax.sweeps.result.missing_value`: NaN, −1, False).
+    ``complete``, ``created``, ``chunk_size``, ``part`` ((K, N) for part K of N, else None) and ``done`` (bool
+    per returned point; the other points hold :func:`~qllg_jax.sweeps.result.missing_value`: NaN, −1, False).
 
     Raises:
         ValueError: no such file, not an HDF5 / sweep file; :class:`SweepFileError` when a checksum fails
@@ -703,37 +762,58 @@ def load_sweep(path, *, names=None, points=None) -> SweepResult:
         if fmt != FORMAT:
             raise SweepFileError(f"path={path!r} is not a qllg sweep file (no format attribute {FORMAT!r})")
         header = read_header(f, path)
-        layout = header.layout
-        n_points, chunk_size = int(layout["n_points"]), int(layout["chunk_size"])
-        index = np.arange(n_points)[points if points is not None else slice(None)]
-        index = np.atleast_1d(index)
-        leaves = header.leaves
-        wanted = set(names) if names is not None else None
-        if wanted is not None:
-            known = {leaf.dataset for leaf in leaves}
-            unknown = sorted(wanted - known)
-            if unknown:
-                raise ValueError(f"names: {unknown} are not datasets of {path!r}; it has {sorted(known)}")
-        leaf_indices = [i for i, leaf in enumerate(leaves)
-                        if wanted is None or leaf.dataset in wanted or leaf.path[0] in ("success", "failure", "diagnostics")]
-        chunks = np.unique(index // chunk_size)
-        stored = _read_chunks(f, path, header, chunks, leaf_indices)
-        lo = int(chunks[0]) * chunk_size  # rows lo:hi cover every requested point
-        hi = min((int(chunks[-1]) + 1) * chunk_size, n_points)
-        done_points = np.zeros(n_points, dtype=bool)
-        for k in stored:
+        return read_sweep([(f, path, header)], names=names, points=points)
+
+
+def open_sweep_file(path: str):
+    """(open h5py file, header) of a sweep file of the current format (SweepFileError otherwise); close the file."""
+    f = _open_h5(path)
+    try:
+        fmt = f.attrs.get("format")
+        if fmt != FORMAT:
+            old = f" (format {fmt}, written by an older qllg_jax)" if fmt in OLD_FORMATS else ""
+            raise SweepFileError(f"{path!r} is not a qllg sweep file of format {FORMAT!r}{old}")
+        return f, read_header(f, path)
+    except BaseException:
+        f.close()
+        raise
+
+
+def read_sweep(files, *, names=None, points=None) -> SweepResult:
+    """The :class:`SweepResult` of one sweep stored in ``files`` = [(open h5py file, path, header)]: one file, or
+    the part files of one sweep (same header, each chunk done in at most one of them: the caller checks)."""
+    _, first_path, header = files[0]
+    layout = header.layout
+    n_points, chunk_size = int(layout["n_points"]), int(layout["chunk_size"])
+    index = np.arange(n_points)[points if points is not None else slice(None)]
+    index = np.atleast_1d(index)
+    leaves = header.leaves
+    wanted = set(names) if names is not None else None
+    if wanted is not None:
+        known = {leaf.dataset for leaf in leaves}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ValueError(f"names: {unknown} are not datasets of {first_path!r}; it has {sorted(known)}")
+    leaf_indices = [i for i, leaf in enumerate(leaves)
+                    if wanted is None or leaf.dataset in wanted or leaf.path[0] in ("success", "failure", "diagnostics")]
+    chunks = np.unique(index // chunk_size)
+    lo = int(chunks[0]) * chunk_size  # rows lo:hi cover every requested point
+    hi = min((int(chunks[-1]) + 1) * chunk_size, n_points)
+    blocks = {i: np.full((hi - lo,) + leaves[i].shape, missing_value(leaves[i].dtype), dtype=leaves[i].dtype)
+              for i in leaf_indices}
+    done_points = np.zeros(n_points, dtype=bool)
+    for f, path, part_header in files:
+        stored = _read_chunks(f, path, part_header, chunks, leaf_indices)
+        for k, rows in stored.items():
             done_points[k * chunk_size : min((k + 1) * chunk_size, n_points)] = True
-        arrays = {}
-        for i in leaf_indices:
-            leaf = leaves[i]
-            block = np.full((hi - lo,) + leaf.shape, missing_value(leaf.dtype), dtype=leaf.dtype)
-            for k, rows in stored.items():
-                block[k * chunk_size - lo : k * chunk_size - lo + len(rows[i])] = rows[i]
-            arrays[leaf.path] = block[index - lo]
+            for i in leaf_indices:
+                blocks[i][k * chunk_size - lo : k * chunk_size - lo + len(rows[i])] = rows[i]
+    arrays = {leaves[i].path: block[index - lo] for i, block in blocks.items()}
     done = done_points[index]
     outputs = {p[1:]: v for p, v in arrays.items() if p[0] == "outputs"}
     failure = arrays.get(("failure",), np.full(len(index), NOT_RUN, dtype=np.int32))
     failure = np.where(done, failure, NOT_RUN)
+    paths = [path for _, path, _ in files]
     return SweepResult(
         params={name: value[index] for name, value in header.params.items()},
         outputs=_nest(outputs) if outputs else {},
@@ -742,7 +822,7 @@ def load_sweep(path, *, names=None, points=None) -> SweepResult:
         diagnostics=_nest({p[1:]: v for p, v in arrays.items() if p[0] == "diagnostics"}) or {},
         ts=header.ts,
         metadata={
-            "path": path,
+            "path": paths[0] if len(files) == 1 else paths,
             "format": FORMAT,
             "config": header.config,
             "fingerprint": header.fingerprint,
@@ -750,6 +830,7 @@ def load_sweep(path, *, names=None, points=None) -> SweepResult:
             "complete": bool(done_points.all()),
             "created": header.created,
             "chunk_size": chunk_size,
+            "part": part_of(header) if len(files) == 1 else None,
             "done": done,
         },
     )
