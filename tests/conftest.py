@@ -1,3 +1,5 @@
+import ctypes
+import ctypes.util
 import gc
 import importlib.util
 import mmap
@@ -87,15 +89,30 @@ def compiles():
     _compile_logs.remove(log)
 
 
+def _glibc_malloc_trim():
+    """glibc's ``malloc_trim`` (returns freed heap memory to the OS), or None where there is no glibc."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_malloc_trim = _glibc_malloc_trim()
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
     """Drop JAX's in-memory caches of traced and compiled programs after each test module: a worker's memory then
     holds one module's programs, not the whole suite's (≈ 5 GB single-process without this). Programs shared by
-    later modules come back from the persistent compilation cache. QLLG_TEST_KEEP_CACHES=1 keeps them."""
+    later modules come back from the persistent compilation cache. QLLG_TEST_KEEP_CACHES=1 keeps them. glibc keeps
+    freed memory in its heap, so the worker's RSS would still only grow: ``malloc_trim`` hands it back (six 4×4
+    solves: clear + gc 410 → 404 MB, then trim → 294 MB)."""
     yield
     if not os.environ.get("QLLG_TEST_KEEP_CACHES"):
         jax.clear_caches()
         gc.collect()
+        if _malloc_trim is not None:
+            _malloc_trim(0)
 
 
 @pytest.fixture
