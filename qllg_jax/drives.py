@@ -681,6 +681,16 @@ class DrivenOperator(eqx.Module):
         callables = tuple(t for t in terms if isinstance(t, TimeCallable))
         return cls(static, parts, tuple(driven), callables, terms[0].dim)
 
+    @property
+    def discontinuity_ts(self):
+        """Sorted times where this H(t) jumps (pwc edges, declared jumps): the closed forms' interval edges."""
+        return _sorted_times(*[c.discontinuity_ts for c in self.coefficients + self.callables])
+
+    @property
+    def is_piecewise_constant(self) -> bool:
+        """No modulated or timecallable part: H(t) is constant between :attr:`discontinuity_ts`."""
+        return not self.callables and all(isinstance(c, PWC) for c in self.coefficients)
+
     def coefficient_values(self, t) -> jax.Array:
         """(c_k(t)) for the modulated/pwc parts, shape (K,) (real)."""
         if not self.coefficients:
