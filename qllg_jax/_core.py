@@ -25,7 +25,7 @@ from ._checks import are_times, is_damping, is_density_matrix, is_hamiltonian, i
 from ._failures import Failure
 from ._integrate import derivative_options, derivative_step_cap, integrate
 from ._options import SolveOptions
-from .drives import DrivenOperator, TimeDependent
+from .drives import DrivenOperator, TimeDependent, drive_times
 from .hamiltonians import SpinModel
 from .methods import Method
 from .methods._observables import Observables
@@ -51,16 +51,6 @@ def spectral_width(H: Operator, ts) -> jax.Array:
     if isinstance(H, DrivenOperator):
         return H.spectral_width(ts[0], ts[-1])
     return H.spectral_width()
-
-
-def drive_times(H) -> tuple:
-    """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
-    discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
-    a pulse arriving while the state is at rest is not stepped over)."""
-    if not isinstance(H, TimeDependent):
-        return None, None
-    jumps, steps = H.discontinuity_ts, H.step_ts()
-    return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
 
 
 class InputChecks(eqx.Module):

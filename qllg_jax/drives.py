@@ -767,11 +767,21 @@ def as_time_dependent(H, name: str = "H") -> TimeDependent:
     return constant(H)
 
 
+def drive_times(H) -> tuple:
+    """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
+    discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
+    a pulse arriving while the state is at rest is not stepped over)."""
+    if not isinstance(H, TimeDependent):
+        return None, None
+    jumps, steps = H.discontinuity_ts, H.step_ts()
+    return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
+
+
 def is_driven(H) -> bool:
     """True when H is a :class:`TimeDependent` with at least one time-dependent term."""
     return isinstance(H, TimeDependent) and H.drive is not None
 
 
 __all__ = ["TimeDependent", "Constant", "Modulated", "PWC", "TimeCallable", "DriveSum", "DrivenOperator",
-           "constant", "modulated", "pwc", "timecallable", "as_time_dependent", "is_driven"]
+           "constant", "modulated", "pwc", "timecallable", "as_time_dependent", "drive_times", "is_driven"]
 
