@@ -64,15 +64,12 @@ def read_hamiltonian(H):
 
     A driven H (a :class:`~qllg_jax.TimeDependent` with a time-dependent term) is kept as given: the core builds
     its operator once and evaluates it at every t (:func:`~qllg_jax._core.hamiltonian_at`); its values are checked
-    on the time grid by :func:`prepare`. A TimeDependent without a drive is its constant part."""
+    on the time grid by :func:`prepare`. Its batch shape (leading axes of pwc values or of a pulse's parameters)
+    is a batch axis of the solve like the leading axes of a dense H. A TimeDependent without a drive is its constant part."""
     if isinstance(H, TimeDependent):
         if not is_driven(H):
             return read_hamiltonian(H.static)
-        if H.batch_shape:
-            raise ValueError(f"H: a drive with batch axes {H.batch_shape} (pwc values or pulse parameters with "
-                             "leading axes) is not accepted by solve yet; map solve over the drive parameter with "
-                             "jax.vmap (jax.jit(jax.vmap(...)) runs the batch as one program)")
-        return H, H.dim, (), True
+        return H, H.dim, tuple(H.batch_shape), True  # batch axes of pwc values / pulse parameters: a batch of H
     if callable(H) and not isinstance(H, SpinModel) and not hasattr(H, "shape"):
         raise TypeError(f"H is a plain Python function; {WRAP_HINT}")
     if isinstance(H, SpinModel):

@@ -774,7 +774,26 @@ def drive_times(H) -> tuple:
     if not isinstance(H, TimeDependent):
         return None, None
     jumps, steps = H.discontinuity_ts, H.step_ts()
+    if np.size(jumps) and np.size(steps):
+        steps = _snap_to(steps, jumps)
     return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
+
+
+SNAP_TOL = 1e-12
+"""Step times within SNAP_TOL·(1 + |t|) of a jump are moved onto it: a pulse grid point and a pwc edge that differ
+by round-off (0.5 − 3·0.1 vs 0.2) would otherwise make the clipping controller take ulp-sized steps between them
+until the step size collapses."""
+
+
+def _snap_to(steps, jumps):
+    """``steps`` (S,) with each time that is within :data:`SNAP_TOL` of one of ``jumps`` (J,) replaced by it
+    (numpy or jax; shapes kept, so traced times work)."""
+    xp = np if is_concrete(steps, jumps) else jnp
+    steps, jumps = xp.asarray(steps, dtype=float), xp.asarray(jumps, dtype=float)
+    distance = xp.abs(steps[:, None] - jumps[None, :])
+    nearest = xp.argmin(distance, axis=1)
+    close = xp.min(distance, axis=1) <= SNAP_TOL * (1 + xp.abs(steps))
+    return xp.where(close, jumps[nearest], steps)
 
 
 def is_driven(H) -> bool:
