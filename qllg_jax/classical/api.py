@@ -71,7 +71,7 @@ def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, 
     if not batch:
         return run(key)
     flat = key.reshape((-1,) + tuple(np.shape(key))[len(batch):])
-    out = jax.vmap(run)(flat)
+    out = run(flat)  # one ensemble: the trajectories are the minor axis inside the stepper
     return out.reshape(batch + out.shape[1:])
 
 

@@ -144,7 +144,7 @@ class FrameTrajectory(eqx.Module):
 @eqx.filter_jit
 def _integrate(thermal, frame0, coupling, kernel, noise, grid):
     """The equation and the gauge fix enter only through the arrays M and c(−λ): one program for all three."""
-    step = lambda u, t, h, dw: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
+    step = lambda u, t, h, dw, one: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
     return integrate_fixed(step, frame0, noise, grid)
 
 

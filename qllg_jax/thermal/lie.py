@@ -2,6 +2,11 @@ r"""Group actions for the structure-preserving steps: rotations of unit vectors 
 
 - :func:`rotate`: the exponential map of so(3) (Rodrigues),
   R(θ)m = m + sinc|θ| (θ × m) + ½ sinc²(|θ|/2) θ × (θ × m), per site: |R(θ)m| = |m| to round-off.
+- :func:`rational_rotate`: a rotation about θ by φ = 2^(q+1) arctan(|θ|/2^(q+1)) = |θ| − |θ|³/(12·4^q) + …, the Cayley
+  map of θ/2^q composed 2^q times (q = :data:`DOUBLINGS`), in rational arithmetic only: with t² = |θ|²/4^(q+1),
+  start S = 2^(−q)/(1 + t²), C = 2^(−2q−1)/(1 + t²) (sin ψ/|θ|, (1 − cos ψ)/|θ|²) and double q times,
+  S ← 2S(1 − |θ|²C), C ← 2S²; then R m = m + S θ×m + C θ×(θ×m). An exact rotation for every θ (|Rm| = |m| to
+  round-off), equal to the exponential map to O(|θ|³) (so Heun keeps its orders), ~5x cheaper than sin/cos.
 - :func:`cayley_apply`: U ↦ C(K)U with the Cayley map C(K) = (𝟙 + iK/2)⁻¹(𝟙 − iK/2) of a Hermitian generator
   K = Σ_j Y_j S_j Y_j† (Y_j (D, c_j), S_j (c_j, c_j) Hermitian). C(K) is unitary for every Hermitian K and
   C(hK) = e^{−ihK} + O(h³), so a second-order scheme stays second order. When Σ c_j < D, K acts only on
@@ -31,6 +36,28 @@ def rotate(theta: jax.Array, m: jax.Array) -> jax.Array:
     half = jnp.where(small, 0.5 - angle2 / 24 + angle2**2 / 720, 2 * (jnp.sin(angle / 2) / angle) ** 2)
     cross = jnp.cross(theta, m)
     return m + sinc * cross + half * jnp.cross(theta, cross)
+
+
+DOUBLINGS = 2
+"""Angle-doublings of :func:`rational_rotate`: angle error |θ|³/192 (rms noise rotation 0.25 rad: 8e-5 rad per step)."""
+
+
+def cross(a, b):
+    """a × b for 3-tuples of arrays (components first)."""
+    return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
+
+
+def rational_rotate(theta, m, doublings: int = DOUBLINGS):
+    """R(θ)m of the module docstring for component tuples θ = (θx, θy, θz), m = (mx, my, mz) of any equal shapes."""
+    angle2 = theta[0] * theta[0] + theta[1] * theta[1] + theta[2] * theta[2]
+    quarter = 0.25 ** (doublings + 1)
+    inverse = 1 / (1 + angle2 * quarter)
+    s, c = inverse * 0.5**doublings, 2 * inverse * quarter
+    for _ in range(doublings):
+        s, c = 2 * s * (1 - angle2 * c), 2 * s * s
+    x = cross(theta, m)
+    y = cross(theta, x)
+    return tuple(m[a] + s * x[a] + c * y[a] for a in range(3))
 
 
 def _solve(matrix, rhs):
