@@ -79,3 +79,60 @@ def cayley_apply(frame: jax.Array, pieces) -> jax.Array:
     k = matmul(matmul(ys, s), dagger(ys))
     k = (k + dagger(k)) / 2
     return _solve(eye(dim) + 0.5j * k, frame - 0.5j * matmul(k, frame))
+
+
+# Small complex matrices for ensembles: a pair (real, imag) of arrays (D, E, *K), the trajectories K last and
+# contiguous; products and the Cayley map are written with elementwise operations and D-term sums (no batched
+# LAPACK call per step, which costs more than the arithmetic at D ≤ 16).
+
+
+def pair_matmul(a, b):
+    """A·B for pairs (re, im) of shapes (D, E, *K) and (E, F, *K) → (D, F, *K)."""
+    (ar, ai), (br, bi) = a, b
+    cr = ci = 0.0
+    for k in range(ar.shape[1]):
+        xr, xi, yr, yi = ar[:, k, None], ai[:, k, None], br[None, k], bi[None, k]
+        cr = cr + xr * yr - xi * yi
+        ci = ci + xr * yi + xi * yr
+    return cr, ci
+
+
+def pair_dagger(a):
+    """A† of a pair (D, E, *K) → (E, D, *K)."""
+    return jnp.swapaxes(a[0], 0, 1), -jnp.swapaxes(a[1], 0, 1)
+
+
+def pair_hermitian_part(a):
+    """(A + A†)/2: exactly Hermitian, so its Cayley map is exactly unitary (to round-off)."""
+    dr, di = pair_dagger(a)
+    return 0.5 * (a[0] + dr), 0.5 * (a[1] + di)
+
+
+def pair_cayley(x, one=None):
+    """C(X) = (𝟙 + iX/2)⁻¹(𝟙 − iX/2) = 2(𝟙 + iX/2)⁻¹ − 𝟙 for Hermitian X (D, D, *K), by Gauss–Jordan elimination
+    without pivoting: 𝟙 + iX/2 has Hermitian part 𝟙, so every pivot has real part ≥ 1 (no breakdown, growth
+    bounded). ``one``: a runtime 1.0 to store each elimination stage once (:func:`~qllg_jax.thermal.noise.materialise`)."""
+    xr, xi = x
+    dim = xr.shape[0]
+    eye = jnp.eye(dim).reshape((dim, dim) + (1,) * (xr.ndim - 2))
+    ar, ai = eye - 0.5 * xi, 0.5 * xr  # 𝟙 + iX/2
+    br, bi = jnp.broadcast_to(eye, ar.shape), jnp.zeros_like(ar)  # becomes (𝟙 + iX/2)⁻¹
+    rows = jnp.arange(dim).reshape((dim, 1) + (1,) * (xr.ndim - 2))
+    for p in range(dim):
+        pr, pi = ar[p, p], ai[p, p]
+        norm = 1 / (pr * pr + pi * pi)
+        qr, qi = pr * norm, -pi * norm  # 1/pivot
+        rows_a = (ar[p] * qr - ai[p] * qi, ar[p] * qi + ai[p] * qr)  # pivot row / pivot
+        rows_b = (br[p] * qr - bi[p] * qi, br[p] * qi + bi[p] * qr)
+        fr, fi = ar[:, p, None], ai[:, p, None]  # column p: the multipliers
+        is_p = rows == p
+
+        def eliminate(mr, mi, sr, si):
+            nr = jnp.where(is_p, sr[None], mr - (fr * sr[None] - fi * si[None]))
+            ni = jnp.where(is_p, si[None], mi - (fr * si[None] + fi * sr[None]))
+            return nr, ni
+
+        ar, ai, br, bi = (*eliminate(ar, ai, *rows_a), *eliminate(br, bi, *rows_b))
+        if one is not None:
+            ar, ai, br, bi = (v / one for v in (ar, ai, br, bi))
+    return 2 * br - eye, 2 * bi
