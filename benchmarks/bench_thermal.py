@@ -14,7 +14,10 @@ numpy runs fewer steps (``--numpy-steps``); the figure of merit is time per traj
 (compile = first − second). Both CPU time of this process (numpy and XLA:CPU each use one core here; robust to
 other load) and wall time are printed. Where the time goes: the noise alone (ours vs numpy's normals).
 
-    python benchmarks/bench_thermal.py [--numpy-steps 200] [--spins 4096] [--dimers 1024]
+    python benchmarks/bench_thermal.py [--numpy-steps 200] [--spins 4096] [--dimers 1024] [--two-devices]
+
+``--two-devices``: also time the ensembles with the keys sharded over two host devices (XLA partitions the
+trajectory axis; the two halves run on both cores). Wall time is then the figure (CPU time adds both cores).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ import argparse
 import os
 import platform
 import time
+
+if "--two-devices" in sys.argv:  # before JAX starts: two host devices, the trajectory axis split over both cores
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()
 
 import jax
 import jax.numpy as jnp
@@ -144,11 +150,19 @@ def _noise_alone(n, steps, dt):
     return cpu / (n * steps), npcpu / (n * steps), wall / (n * steps), npwall / (n * steps)
 
 
+def _shard(keys):
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:2]), ("trajectories",))
+    return jax.device_put(keys, NamedSharding(mesh, PartitionSpec("trajectories")))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--numpy-steps", type=int, default=200)
     parser.add_argument("--spins", type=int, default=4096)
     parser.add_argument("--dimers", type=int, default=1024)
+    parser.add_argument("--two-devices", action="store_true")
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores; load {os.getloadavg()}; jax {jax.__version__} "
           f"on {jax.devices()[0].platform}")
@@ -176,6 +190,13 @@ def main():
           f"({ref[0] / (cpu / (n * steps)):.1f}x numpy), {wall / (n * steps) * ns:.1f} ns wall "
           f"({ref[1] / (wall / (n * steps)):.1f}x); <m_z> = {mz.mean():.4f} +- {mz.std() / np.sqrt(n):.4f} "
           f"(L(1) = {1 / np.tanh(1) - 1:.4f}); max ||m| - 1| = {np.max(np.abs(np.linalg.norm(m, axis=-1) - 1)):.1e}")
+    if args.two_devices:
+        sharded = _shard(keys)
+        run2 = lambda: q.classical_llg(model, [[0.0, 0, 1]], ts, 0.5, temperature=1.0, key=sharded, dt=dt, noise="steps")  # noqa: E731
+        _clock(run2)
+        wall2, _, m2 = _best(run2)
+        print(f"  two devices: {wall2 / (n * steps) * ns:.1f} ns wall ({ref[1] / (wall2 / (n * steps)):.1f}x numpy wall, "
+              f"{wall / wall2:.2f}x one device); max |difference| {float(jnp.max(jnp.abs(m2 - m))):.1e}")
     ours, theirs, _, _ = _noise_alone(n, 500, dt)
     print(f"  noise alone: ours {ours * ns:.1f} ns vs numpy normals {theirs * ns:.1f} ns CPU per trajectory-step "
           f"({theirs / ours:.1f}x); share of our step: {ours / (cpu / (n * steps)):.0%}")
@@ -208,6 +229,13 @@ def main():
     print(f"  jax ensemble ({n} x {steps} steps): compile {first - wall:.2f} s; {cpu / (n * steps) * 1e6:.2f} us CPU "
           f"({ref[0] / (cpu / (n * steps)):.1f}x numpy), {wall / (n * steps) * 1e6:.2f} us wall "
           f"({ref[1] / (wall / (n * steps)):.1f}x); max |U†U - 1| = {np.max(np.abs(gram)):.1e}")
+    if args.two_devices:
+        sharded = _shard(keys)
+        run2 = lambda: stochastic_frames(model, rho0, ts, 0.5, temperature=0.5, key=sharded, dt=dt, noise="steps").frames  # noqa: E731
+        _clock(run2)
+        wall2, _, u2 = _best(run2)
+        print(f"  two devices: {wall2 / (n * steps) * 1e6:.2f} us wall ({ref[1] / (wall2 / (n * steps)):.1f}x numpy wall, "
+              f"{wall / wall2:.2f}x one device); max |difference| {float(jnp.max(jnp.abs(u2 - u))):.1e}")
     print(f"\nload at the end {os.getloadavg()}")
 
 
