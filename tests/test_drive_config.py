@@ -7,6 +7,7 @@ import csv
 import json
 import re
 
+import jax.numpy as jnp
 import matplotlib
 import numpy as np
 import pytest
@@ -248,3 +249,126 @@ def test_run_figure_draws_the_drive_under_the_response():
     np.testing.assert_allclose(line.get_xdata(), units.time_to_ps(fine))
     np.testing.assert_allclose(line.get_ydata(), np.cos(5 * fine))
     matplotlib.pyplot.close(fig)
+
+
+# ------------------------------------------------------------------------------------------------- sweeps
+
+RESONANCE = """
+[units]
+kind = "physical"
+b0_tesla = 1.0
+[system]
+spins = [0.5]
+field = [0.0, 0.0, 1.0]
+[initial_state]
+kind = "basis"
+m = [0.5]
+[dynamics]
+kappa = 0.05
+t_end = 400.0
+n_save = 81
+rtol = 1e-6
+atol = 1e-8
+[output]
+observables = ["bloch"]
+[[drive]]
+shape = "cosine"
+direction = [1.0, 0.0, 0.0]
+amplitude_T = 0.005
+frequency_GHz = 28.0
+[sweep]
+[sweep.parameters]
+"drive.0.frequency_GHz" = { linspace = [20.0, 36.0, 5] }
+"""
+
+
+def test_resonance_sweep_peaks_at_the_larmor_frequency_and_resumes_only_unchanged(tmp_path, capsys):
+    config = tmp_path / "resonance.toml"
+    config.write_text(RESONANCE)
+    assert main(["sweep", str(config), "--quiet"]) == 0
+    loaded = q.load_sweep(tmp_path / "resonance.h5")
+    assert loaded.success.all()
+    nu = loaded.params["drive.0.frequency_GHz"]
+    bloch = np.asarray(loaded.outputs["observables"]["bloch"])[:, :, 0]  # (P, T, 3)
+    # steady precession amplitude after the transient (relaxation time 1/(alpha omega_L) ~ 110 ps < 200 ps)
+    amplitude = np.max(np.hypot(bloch[:, 40:, 0], bloch[:, 40:, 1]), axis=1)
+    larmor = 2.0 * si.physical_constants["Bohr magneton"][0] * 1.0 / si.h / 1e9  # g mu_B B / h, GHz
+    assert abs(nu[np.argmax(amplitude)] - larmor) <= (nu[1] - nu[0]) / 2
+    assert amplitude.max() > 2 * np.delete(amplitude, np.argmax(amplitude)).max()  # a resolved peak
+    # the same config resumes (nothing left to compute); a changed drive is refused before any compute
+    assert main(["sweep", str(config), "--quiet"]) == 0
+    capsys.readouterr()
+    config.write_text(RESONANCE.replace("amplitude_T = 0.005", "amplitude_T = 0.006"))
+    assert main(["sweep", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "drive" in err and "differs" in err and err.count("\n") == 1, err
+
+
+def test_sweep_keys_of_drives_are_checked_and_build_the_point_drive():
+    from qllg_jax.config.sweep import build_sweep
+
+    table = tomllib.loads(RESONANCE.replace('"drive.0.frequency_GHz" = { linspace = [20.0, 36.0, 5] }',
+                                            '"drive.0.frequency_GHz" = [20.0, 30.0]\n"drive.0.amplitude_T" = [0.1, 0.2]'))
+    problem = build_sweep(table)
+    point = {k: v[3] for k, v in problem.params.items()}  # 30 GHz, 0.2 T
+    system = build_system(tomllib.loads(RESONANCE.split("[sweep]")[0].replace("amplitude_T = 0.005", "amplitude_T = 0.2")
+                                        .replace("frequency_GHz = 28.0", "frequency_GHz = 30.0")))
+    for t in TIMES:
+        np.testing.assert_allclose(np.asarray(problem.H(**point)(t)), np.asarray(system.H(t)), atol=1e-14)
+    for bad, words in (('"drive.1.amplitude_T" = [0.1]', r"drive has 1 table\(s\)"),
+                       ('"drive.0.rate_GHz_per_ps" = [1.0]', r"does not apply to drive\[0\]\.shape = 'cosine'"),
+                       ('"drive.0.frequency" = [1.0]', r'give drive\[0\]\.frequency_GHz'),
+                       ('"drive.0.shape" = [1.0]', "cannot be swept")):
+        text = RESONANCE.replace('"drive.0.frequency_GHz" = { linspace = [20.0, 36.0, 5] }', bad)
+        with pytest.raises(ConfigError, match=words):
+            build_sweep(tomllib.loads(text))
+
+
+def test_fingerprint_covers_drive_code_and_captured_values():
+    from qllg_jax.sweeps.fingerprint import describe_drive
+
+    H1 = q.spin_model((0.5,), field=[1.0, 0.0, 0.0])
+    w = 2.0
+    first = describe_drive(q.modulated(lambda t: jnp.cos(w * t), H1))
+    assert describe_drive(q.modulated(lambda t: jnp.cos(w * t), H1)) == first  # the same code: the same digest
+    w = 2.5  # a captured Python number is part of the code (a literal of its jaxpr)
+    assert describe_drive(q.modulated(lambda t: jnp.cos(w * t), H1)) != first
+    cos, sin = q.pulses.cosine(1.0, 2.0), q.pulses.sine(1.0, 2.0)  # equal leaves, another static carrier
+    assert describe_drive(cos * H1) != describe_drive(sin * H1)
+
+
+def test_sweep_solve_with_driven_H_of_the_point_equals_single_solves_and_refuses_a_changed_drive(tmp_path):
+    H0 = q.spin_model((0.5,), field=[0.0, 0.0, 2.0])
+    H1 = q.spin_model((0.5,), field=[1.0, 0.0, 0.0])
+    rho0 = np.diag([1.0, 0.0]).astype(complex)
+    ts = np.linspace(0.0, 3.0, 4)
+    options = {"method": "dense", "rtol": 1e-9, "atol": 1e-11}
+    params = {"a": np.array([0.2, 0.5, 0.8]), "sigma": np.array([0.3, 0.5, 0.7])}
+
+    def make_H(phase):
+        def H(a, sigma):  # the pulse's amplitude and width are the point's (leaves); phase is captured
+            return H0 + q.pulses.gaussian(a, 1.5, sigma) * q.pulses.cosine(1.0, 2.0, phase) * H1
+
+        return H
+
+    H = make_H(0.3)
+
+    out = tmp_path / "driven.h5"
+    result = q.sweep_solve(H, rho0, ts, 0.3, params, observables={"sx": 2 * SX}, solve_options=options, out=out,
+                           progress=False)
+    assert result.success.all()
+    for i, (a, sigma) in enumerate(zip(params["a"], params["sigma"])):
+        def numpy_H(t, a=a, sigma=sigma):
+            return -2.0 * SZ - a * np.exp(-((t - 1.5) ** 2) / (2 * sigma**2)) * np.cos(2.0 * t + 0.3) * SX
+
+        rho = reference_solve(numpy_H, rho0, ts, 0.3, max_step=0.02)
+        # rtol 1e-9 over ~10^2 steps: <~ 1e-7 on O(1) entries; the reference is ~1e-10
+        np.testing.assert_allclose(np.asarray(result.outputs["observables"]["sx"][i]),
+                                   np.real(np.einsum("tij,ji->t", rho, 2 * SX)), atol=1e-7)
+    # unchanged: resumes from the file (nothing to compute); a changed captured value: refused, naming H
+    again = q.sweep_solve(H, rho0, ts, 0.3, params, observables={"sx": 2 * SX}, solve_options=options, out=out,
+                          progress=False)
+    np.testing.assert_array_equal(again.outputs["observables"]["sx"], result.outputs["observables"]["sx"])
+    with pytest.raises(ValueError, match=r"H\(point\) differs at point 0"):  # as a rerun script with a new value
+        q.sweep_solve(make_H(0.31), rho0, ts, 0.3, params, observables={"sx": 2 * SX}, solve_options=options, out=out,
+                      progress=False)
