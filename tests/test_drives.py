@@ -395,9 +395,6 @@ def test_driven_solve_bad_inputs():
     driven_model = model + q.pulses.field_drive(model, q.pulses.gaussian(0.8, 1.0, 0.25), (0.0, 0.0, 1.0), sites=[1])
     with pytest.raises(TypeError, match="does not take drives yet"):  # paths not wired: a clear error
         q.classical_llg(driven_model, np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]), ts, 0.5)
-    with pytest.raises(TypeError, match="does not take drives yet"):
-        q.sweep_solve(lambda a: H0 + q.modulated(lambda t: a * jnp.sin(t), X1), psi0, ts, 0.5,
-                      params={"a": np.array([0.0, 1.0])})
     with pytest.raises(ValueError, match="H is not Hermitian|not Hermitian"):  # timecallable checked on the grid
         q.solve(q.timecallable(lambda t: t * jnp.asarray(np.triu(np.ones((4, 4))))), psi0, ts, 0.5)
 
