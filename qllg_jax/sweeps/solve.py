@@ -40,7 +40,7 @@ _PREPASS_BYTES = 2**27
 """Bytes per evaluation chunk of the host pass over H / ϱ0 / κ (128 MiB)."""
 
 
-def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool, driven: bool = False):
+def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool, driven=None):
     """The method object every point of the sweep runs — the core's :func:`qllg_jax.methods.resolve_method` of
     ``options.method`` (with ``options.strategy`` / ``gauge_fix``, as ``solve`` reads them).
 
@@ -55,14 +55,15 @@ def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool, drive
     if per_point and state.kind != "frame":
         state = InitialState(state.kind, dim, array=state.array)
     method = options.method
-    if driven:  # as solve picks for a driven H: the static closed forms become integrating methods
+    if driven is not None:  # as solve picks for a driven H (``driven``: its value at the first point)
         from .._prepare import _driven_method
 
-        method = _driven_method(method, state, dim)
+        method = _driven_method(method, state, dim, driven)
     method = resolve(method, state, dim, strategy=options.strategy, gauge_fix=options.gauge_fix)
-    if driven and method.closed_form:
-        raise ValueError(f"method {method.name!r} is a closed form for a constant H; a driven H needs an integrating "
-                         "method: 'dense', 'frame' or 'ket' (or method='auto')")
+    if driven is not None and method.closed_form and not driven.is_piecewise_constant:
+        raise ValueError(f"method {method.name!r} is a closed form for a constant or piecewise-constant H; a "
+                         "modulated or timecallable drive needs an integrating method: 'dense', 'frame' or 'ket' "
+                         "(or method='auto')")
     return method
 
 
@@ -349,7 +350,8 @@ def sweep_solve(
     rho0_example = first.get("rho0", rho0)
     driven = is_driven(H0)
     dim = H0.dim if _is_model(H0) or isinstance(H0, TimeDependent) else np.shape(H0)[-1]
-    method_object = resolve_method(read, rho0_example, dim, per_point="rho0" in functions, driven=driven)
+    method_object = resolve_method(read, rho0_example, dim, per_point="rho0" in functions,
+                                   driven=H0 if driven else None)
     read_observables(observables, dim, method_object)  # operators: (D, D); callables allowed for this method
     method = method_object.name
     batching_requested = batching
