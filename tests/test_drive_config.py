@@ -28,7 +28,7 @@ SZ = np.array([[1, 0], [0, -1]], dtype=complex) / 2
 
 # one spin-1/2 in B0 = 1 T along z, at rest (m = +1/2 is the ground state of H0 = -g mu_B B0 S_z), hit by a
 # Gaussian wave packet along x
-PHYSICAL = """
+SPIN_AT_REST = """
 [units]
 kind = "physical"
 b0_tesla = 1.0
@@ -38,7 +38,9 @@ field = [0.0, 0.0, 1.0]
 [initial_state]
 kind = "basis"
 m = [0.5]
-[dynamics]
+"""
+"""One spin-1/2 in 1 T along z, in the ground state of H0 (physical units)."""
+PHYSICAL = SPIN_AT_REST + """[dynamics]
 kappa = 0.1
 t_end = 40.0
 n_save = 9
@@ -253,17 +255,7 @@ def test_run_figure_draws_the_drive_under_the_response():
 
 # ------------------------------------------------------------------------------------------------- sweeps
 
-RESONANCE = """
-[units]
-kind = "physical"
-b0_tesla = 1.0
-[system]
-spins = [0.5]
-field = [0.0, 0.0, 1.0]
-[initial_state]
-kind = "basis"
-m = [0.5]
-[dynamics]
+RESONANCE = SPIN_AT_REST + """[dynamics]
 kappa = 0.05
 t_end = 400.0
 n_save = 81
@@ -343,7 +335,7 @@ def test_sweep_solve_with_driven_H_of_the_point_equals_single_solves_and_refuses
     rho0 = np.diag([1.0, 0.0]).astype(complex)
     ts = np.linspace(0.0, 3.0, 4)
     options = {"method": "dense", "rtol": 1e-9, "atol": 1e-11}
-    params = {"a": np.array([0.2, 0.5, 0.8]), "sigma": np.array([0.3, 0.5, 0.7])}
+    params = {"a": np.array([0.2, 0.5, 0.8]), "sigma": np.array([0.35, 0.5, 0.7])}
 
     def make_H(phase):
         def H(a, sigma):  # the pulse's amplitude and width are the point's (leaves); phase is captured
@@ -372,3 +364,20 @@ def test_sweep_solve_with_driven_H_of_the_point_equals_single_solves_and_refuses
     with pytest.raises(ValueError, match=r"H\(point\) differs at point 0"):  # as a rerun script with a new value
         q.sweep_solve(make_H(0.31), rho0, ts, 0.3, params, observables={"sx": 2 * SX}, solve_options=options, out=out,
                       progress=False)
+
+
+def test_a_swept_thermal_state_is_the_gibbs_state_of_the_static_H0_not_of_the_drive():
+    from qllg_jax.config.sweep import build_sweep
+    from qllg_jax.units import BOLTZMANN_MEV_PER_K
+
+    text = RESONANCE.replace('kind = "basis"\nm = [0.5]', 'kind = "thermal"\ntemperature_K = 1.0').replace(
+        '"drive.0.frequency_GHz" = { linspace = [20.0, 36.0, 5] }',
+        '"drive.0.frequency_GHz" = [20.0, 30.0]\n"system.field.2" = [1.0, 2.0]')
+    problem = build_sweep(tomllib.loads(text))
+    point = {k: v[3] for k, v in problem.params.items()}  # 30 GHz, B_z = 2 T
+    u = q.Units.from_field(1.0)
+    beta = u.energy_meV / (BOLTZMANN_MEV_PER_K * 1.0)  # 1/(k_B T) in 1/E0
+    b = 2.0 * si.physical_constants["Bohr magneton"][0] * 2.0 / (si.physical_constants["Bohr magneton"][0] * 1.0)
+    populations = np.exp(beta * b * np.array([0.5, -0.5]))  # H0 = -b S_z, b = g mu_B B / E0
+    np.testing.assert_allclose(np.asarray(problem.rho0(**point)), np.diag(populations / populations.sum()), atol=1e-14)
+    assert q.drives.is_driven(problem.H(**point))

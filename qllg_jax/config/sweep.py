@@ -395,7 +395,7 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
             rho0 = build_initial_state(spec, model, units)
         except ConfigError as error:
             raise ConfigError(f"sweep point 0 ({_format(first)}): {error}") from None
-    H = _with_drives(H, spec["drive"], model.spins, units, groups["drive"], params)
+    H_driven = _with_drives(H, spec["drive"], model.spins, units, groups["drive"], params)  # (rho0 closes over H)
     kappa = spec["dynamics"]["kappa"]
     if groups["kappa"]:
         kappa_key = groups["kappa"][0]
@@ -408,6 +408,6 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         options["chunk_size"] = sweep["chunk_size"]
     options["memory_budget"] = int(sweep["memory_budget_mb"] * 2**20)
     return SweepProblem(
-        params=params, H=H, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
+        params=params, H=H_driven, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
         options=options, energy="energy" in names, model=model, units=units,
     )
