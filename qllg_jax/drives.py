@@ -720,14 +720,11 @@ class DrivenOperator(eqx.Module):
         return out
 
     def at(self, t) -> Operator:
-        """H(t) as one :class:`Operator`: dense when every part is dense, else the SpinModel local terms with
-        the coefficients folded in (matrix-free; a timecallable part then raises)."""
+        """H(t) as one :class:`Operator`: the SpinModel local terms with the coefficients folded in when every part
+        is a SpinModel (matrix-free), else the dense H(t) (a dense H0 or a timecallable part: D is small anyway)."""
         ops = ([self.static] if self.static is not None else []) + list(self.parts)
-        if all(op.dense is not None for op in ops):
+        if self.callables or any(op.dense is not None for op in ops):  # a dense part: the whole H(t) is dense
             return Operator(self.matrix(t))
-        if self.callables or any(op.dense is not None for op in ops):
-            raise ValueError("a matrix-free H(t) cannot mix dense parts (arrays, timecallable) with SpinModel parts; "
-                             "use a dense method")
         weights = [jnp.ones(())] * (self.static is not None) + list(self.coefficient_values(t))
         return _sum_operators(ops, False, weights)
 
