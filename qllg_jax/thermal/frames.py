@@ -125,10 +125,12 @@ class FrameTrajectory(eqx.Module):
     Attributes:
         frames: U at the save times, shape (T, D, r) (kets: r = 1, weights (1.,)).
         weights: the eigenvalues λ of ϱ0 carried by the columns, shape (r,), constant in time.
+        dt: the fixed step used (ħ/E0; static), None when not recorded.
     """
 
     frames: jax.Array
     weights: jax.Array
+    dt: float | None = eqx.field(static=True, default=None)
 
     def density_matrices(self) -> jax.Array:
         """ϱ(t), shape (..., T, D, D) (small D only)."""
@@ -243,4 +245,4 @@ def stochastic_frames(
     source = brownian_noise(noise, key, ts, (len(site_spins), 3), dt, brownian_tol)
     coupling, kernel = _coupling(weights, kappa, equation, gauge_fix)
     frames = _integrate(thermal, jnp.asarray(frame0, dtype=complex), coupling, kernel, source, time_grid(ts, dt))
-    return FrameTrajectory(frames, weights)
+    return FrameTrajectory(frames, weights, dt)

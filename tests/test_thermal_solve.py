@@ -1,0 +1,148 @@
+"""q.solve at finite temperature (issue 22, item 1): the public path to the stochastic q-LLG.
+
+Small sizes: one spin s = 1/2 (kets, D = 2) and the paper's dimer in a mixed state (frames, D = 4), t ∈ [0, 1] at a
+fixed step 0.05 (20 steps): every program compiles once per shape and is reused through module-level fixtures.
+The physics of the integrator (Langevin law, strong order, spectrum) is tested in tests/test_thermal.py; here:
+the routing (τ = 0 is the deterministic solve bit for bit; a Result equal to the integrator's trajectories and
+to numpy evaluations of its invariants and observables), the batching and transformation rules, the compile
+counts, and the bad inputs.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import qllg_jax as q
+from qllg_jax.thermal import stochastic_frames
+
+TS = np.linspace(0.0, 1.0, 3)
+DT = 0.05  # fixed step: dt·ω = 0.1 (ω = b = 2); rms noise rotation √(6 κτ/s dt) = 0.42 at τ = 0.7 (limit 0.5)
+KAPPA, TAU = 0.5, 0.7
+ONE = q.spin_model([0.5], field=np.array([[0.0, 0.0, 2.0]]))
+PSI0 = q.coherent_state(0.5, [1.0, 0.0, 0.0])
+DIMER = q.dimer_model(B=(0.3, 0.0, 1.0), J=0.7, D=(0.0, 0.2, 0.1))
+KEYS = jax.random.split(jax.random.PRNGKey(7), 4)
+SZ = np.asarray(q.spin_matrices(0.5)[2])
+
+
+def _solve(H=ONE, rho0=PSI0, key=KEYS, tau=TAU, **kw):
+    return q.solve(H, rho0, TS, KAPPA, temperature=tau, key=key, max_step=DT, **kw)
+
+
+@pytest.fixture(scope="module")
+def one_spin():
+    return _solve(observables={"sz": SZ})
+
+
+@pytest.fixture(scope="module")
+def mixed_dimer():
+    rho0 = 0.6 * np.asarray(q.werner_state("psi-", 0.5)) + 0.4 * np.diag([0.5, 0.3, 0.15, 0.05])  # 4 distinct λ
+    return rho0, _solve(DIMER, rho0)
+
+
+def test_zero_temperature_is_the_deterministic_solve_bit_for_bit():
+    """τ = 0 (with or without a key) and τ = None: the same program and the same numbers as solve without noise."""
+    reference = q.solve(ONE, PSI0, TS, KAPPA)
+    for extra in ({"temperature": 0.0, "key": KEYS}, {"temperature": 0}, {"temperature": None}):
+        result = q.solve(ONE, PSI0, TS, KAPPA, **extra)
+        assert result.method == reference.method
+        np.testing.assert_array_equal(np.asarray(result.kets), np.asarray(reference.kets))
+        np.testing.assert_array_equal(np.asarray(result.invariants["energy"]), np.asarray(reference.invariants["energy"]))
+
+
+def test_result_is_the_integrators_trajectories_with_their_invariants(one_spin):
+    """Each key's kets equal stochastic_frames with that key bit for bit (the same path and program); the energy, the
+    observable and the invariants equal numpy evaluations on the saved states (to round-off: ≤ 1e-12)."""
+    assert one_spin.method == "ket" and one_spin.kets.shape == (4, 3, 2)
+    own = jax.vmap(lambda k: stochastic_frames(ONE, PSI0, TS, KAPPA, temperature=TAU, key=k, dt=DT).kets())(KEYS)
+    np.testing.assert_array_equal(np.asarray(one_spin.kets), np.asarray(own))
+    rho = np.asarray(one_spin.states)
+    H = np.asarray(ONE.matrix())
+    np.testing.assert_allclose(one_spin.invariants["energy"], np.real(np.einsum("ktij,ji->kt", rho, H)), atol=1e-12)
+    np.testing.assert_allclose(one_spin.observables["sz"], np.real(np.einsum("ktij,ji->kt", rho, SZ)), atol=1e-12)
+    np.testing.assert_allclose(one_spin.invariants["purity"], 1.0, atol=1e-12)
+    checks = one_spin.diagnostics()
+    assert np.all(np.isnan(np.asarray(checks.energy_increase)))  # not monotone under noise: not measured
+    assert checks.spectrum_drift.shape == (4,) and float(np.max(checks.spectrum_drift)) < 1e-12
+    assert np.all(np.asarray(one_spin.stats["num_steps"]) == 20) and np.all(np.asarray(one_spin.success))
+    # different keys: different paths (the noise rotates ⟨S⟩ by ≈ 0.4 rad per step)
+    assert np.min(np.abs(np.diff(np.asarray(one_spin.observables["sz"])[:, -1]))) > 1e-6
+
+
+def test_mixed_dimer_frames_keep_the_spectrum(mixed_dimer):
+    """A mixed dimer state (rank 4): frames and weights; every trajectory keeps the spectrum of ϱ0 (eigvalsh in
+    numpy, ≤ 1e-10), while the states differ across keys."""
+    rho0, result = mixed_dimer
+    assert result.method == "frame" and result.frames.shape[:3] == (4, 3, 4)
+    rho = np.asarray(result.states)
+    spectrum0 = np.linalg.eigvalsh(rho0)
+    assert np.max(np.abs(np.linalg.eigvalsh(rho) - spectrum0)) < 1e-10
+    assert np.max(np.abs(rho[0, -1] - rho[1, -1])) > 1e-4
+    np.testing.assert_allclose(result.invariants["trace"], 1.0, atol=1e-12)
+
+
+def test_batch_vmap_jit_and_jit_vmap_agree(one_spin, compiles):
+    """A batch of keys, jax.vmap over keys, jax.jit over one key and jit(vmap): the same method, the same numbers
+    (round-off: ≤ 1e-13); a new key or a new temperature reuses the compiled program."""
+    single = jax.jit(lambda k: _solve(key=k).kets)
+    mapped = jax.vmap(lambda k: _solve(key=k).kets)
+    both = jax.jit(mapped)
+    reference = np.asarray(one_spin.kets)
+    for out in (mapped(KEYS), both(KEYS), np.stack([single(k) for k in KEYS])):
+        np.testing.assert_allclose(np.asarray(out), reference, atol=1e-13)
+    tau = jax.jit(lambda t, k: _solve(key=k, tau=t).kets)
+    tau(0.3, KEYS[0])
+    new = jax.random.split(jax.random.PRNGKey(5), 5)
+    one, batch = new[4], new[:4]  # (eager indexing compiles its own small programs: before the count)
+    compiles.clear()
+    single(one)
+    both(batch)
+    tau(0.6, KEYS[1])
+    _solve(key=batch, tau=0.4, observables={"sz": SZ})  # eager: the fixture's program, new keys and τ
+    assert len(compiles) == 0, len(compiles)
+
+
+def test_pathwise_gradient_matches_finite_differences():
+    """d⟨S_z⟩(t_end)/db along one noise path (same key) vs central differences (step 1e-4: error O(1e-8))."""
+    def sz(b):
+        model = q.spin_model([0.5], field=jnp.stack([jnp.zeros(1), jnp.zeros(1), jnp.asarray(b)[None]], axis=-1))
+        return _solve(model, key=KEYS[0], observables={"sz": SZ}).observables["sz"][-1]
+
+    grad = jax.grad(sz)(2.0)
+    step = 1e-4
+    numeric = (sz(2.0 + step) - sz(2.0 - step)) / (2 * step)
+    assert abs(float(grad) - float(numeric)) < 1e-6
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"temperature": -0.1, "key": KEYS[0]}, "temperature must be finite and >= 0"),
+    ({"temperature": np.nan, "key": KEYS[0]}, "temperature must be finite and >= 0"),
+    ({"temperature": 0.5}, "key is required"),
+    ({"key": KEYS[0]}, "key given without temperature"),
+    ({"temperature": 0.5, "key": KEYS[0], "method": "dense"}, "cannot run at temperature > 0"),
+    ({"temperature": 0.5, "key": KEYS[0], "spins": [0.5, 0.5]}, "disagree"),
+    ({"temperature": 0.5, "key": "abc"}, "key"),
+])
+def test_bad_inputs_raise_before_compute(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        q.solve(ONE, PSI0, TS, KAPPA, **kwargs)
+
+
+def test_bad_hamiltonians_and_batches():
+    H = np.asarray(ONE.matrix())
+    with pytest.raises(ValueError, match="spins="):
+        q.solve(H, PSI0, TS, KAPPA, temperature=0.5, key=KEYS[0])
+    driven = ONE + q.modulated(lambda t: jnp.cos(t), np.asarray(q.spin_matrices(0.5)[0]))
+    with pytest.raises(ValueError, match="driven H is not supported"):
+        q.solve(driven, PSI0, TS, KAPPA, temperature=0.5, key=KEYS[0])
+    with pytest.raises(ValueError, match="kappa must be a scalar"):
+        q.solve(ONE, PSI0, TS, np.array([0.1, 0.2]), temperature=0.5, key=KEYS[0])
+    with pytest.raises(ValueError, match="one state"):
+        q.solve(ONE, np.stack([PSI0, PSI0])[..., None], TS, KAPPA, temperature=0.5, key=KEYS[0])
+    with pytest.raises(ValueError, match="max_step is required"):
+        jax.jit(lambda t: q.solve(ONE, PSI0, TS, KAPPA, temperature=t, key=KEYS[0]).kets)(0.5)
+    # a raw matrix with its spins: the same trajectory as the SpinModel (dense vs matrix-free H: round-off)
+    raw = q.solve(H, PSI0, TS, KAPPA, temperature=TAU, key=KEYS[0], spins=[0.5], max_step=DT)
+    model = _solve(key=KEYS[0])
+    np.testing.assert_allclose(np.asarray(raw.kets), np.asarray(model.kets), atol=1e-13)
