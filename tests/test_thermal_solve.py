@@ -227,3 +227,49 @@ def test_sweep_thermal_bad_inputs(kwargs, match):
     options = {"progress": False, "solve_options": {"max_step": DT}, **kwargs}
     with pytest.raises(ValueError, match=match):
         q.sweep_solve(_field_model, PSI0, TS, KAPPA, POINTS, **options)
+
+
+CONFIG = """
+[system]
+field = [0.0, 0.0, 2.0]
+spins = [0.5]
+[initial_state]
+kind = "coherent"
+directions = [[1.0, 0.0, 0.0]]
+[dynamics]
+kappa = 0.5
+t_end = 1.0
+n_save = 3
+temperature_K = 0.4702
+seed = 7
+max_step = 0.05
+[output]
+observables = ["bloch", "energy"]
+"""
+
+
+def test_config_temperature_seed_and_errors():
+    """dynamics.temperature_K (E0 = μ_B·1 T: k_B·0.4702 K = 0.7 E0: k_B/μ_B = 1.48874 T/K) and seed: the run
+    is solve(..., temperature=τ, key=PRNGKey(seed)) (≤ 1e-13: same path, vmapped vs one key); validation errors
+    name the key; the reference documents both keys."""
+    from qllg_jax.config import ConfigError, build_system, reference, tomllib
+    from qllg_jax.config.sweep import build_sweep
+
+    system = build_system(tomllib.loads(CONFIG))
+    assert abs(system.temperature - 0.4702 * 1.488740) < 1e-4
+    prepared = system.prepare()
+    assert prepared.method.name == "ket"
+    result = prepared.run()
+    own = q.solve(ONE, PSI0, TS, KAPPA, temperature=system.temperature, key=jax.random.PRNGKey(7), max_step=DT)
+    np.testing.assert_allclose(np.asarray(result.states), np.asarray(own.states), atol=1e-13)  # ψ up to a phase
+    for old, new, match in (("seed = 7\n", "", r"dynamics\.seed: required"),
+                            ("temperature_K = 0.4702\n", "", r"dynamics\.seed: given without"),
+                            ("temperature_K = 0.4702", "temperature_K = -1.0", r"dynamics\.temperature_K"),
+                            ("seed = 7", "seed = 1.5", r"dynamics\.seed")):
+        with pytest.raises(ConfigError, match=match):
+            build_system(tomllib.loads(CONFIG.replace(old, new)))
+    problem = build_sweep(tomllib.loads(CONFIG + '[sweep]\n[sweep.parameters]\n"dynamics.kappa" = [0.3, 0.5]\n'))
+    assert problem.thermal == {"temperature": system.temperature, "seed": 7}
+    assert problem.solve_options["max_step"] == DT
+    text = reference()
+    assert "temperature_K" in text and "fold_in(PRNGKey(seed)" in text

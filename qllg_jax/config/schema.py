@@ -387,6 +387,13 @@ SCHEMA: dict[str, Table] = {
             "rtol": Key(Number(0, exclusive_minimum=True), 1e-8, doc="relative tolerance of the adaptive step"),
             "atol": Key(Number(0, exclusive_minimum=True), 1e-10, doc="absolute tolerance of the adaptive step"),
             "max_steps": Key(Number(1, integer=True), 100_000, doc="steps before a run stops with 'max_steps reached'"),
+            # finite temperature (issue 22): the stochastic q-LLG, D_k = kappa k_B T / s_k
+            "temperature_K": Key(Number(0), None, ("K", "K"), "thermal noise at temperature T (stochastic q-LLG, "
+                                 "D_k = kappa k_B T/s_k; E0 = mu_B*1T without [units]); 0 or absent: none"),
+            "seed": Key(Number(0, integer=True), None, doc="seed of the thermal noise (required with temperature_K > 0; "
+                        "sweeps: point i gets fold_in(PRNGKey(seed), i))"),
+            "max_step": Key(Number(0, exclusive_minimum=True), None, TIME, "largest step; with temperature_K > 0 the "
+                            "fixed step (default: from the spectral width and the noise; required in a sweep of H or kappa)"),
         },
         required=True,
         exactly_one=((("t_end", "times"), ()),),
@@ -512,6 +519,11 @@ def validate(config) -> dict:
             raise ConfigError(f"config: needs a [{name}] table ({table.doc or 'see qllg config reference'})")
         elif REQUIRED not in [key.default for key in table.keys.values()]:
             out[name] = validate_table(table, {})
+    dynamics = out["dynamics"]
+    if dynamics.get("temperature_K") and dynamics.get("seed") is None:
+        raise ConfigError("dynamics.seed: required with dynamics.temperature_K > 0 (the thermal noise's seed)")
+    if dynamics.get("seed") is not None and not dynamics.get("temperature_K"):
+        raise ConfigError("dynamics.seed: given without dynamics.temperature_K > 0 (it seeds the thermal noise)")
     if out["dynamics"].get("times") is not None:
         for key in ("t_start", "n_save"):
             if key in config["dynamics"]:
@@ -617,5 +629,7 @@ def reference() -> str:
         "qllg sweep: [sweep.parameters] keys are dotted config keys; a trailing integer indexes a list",
         '("system.dimer.D.2" is D_z). Swept: [system] couplings (field, exchange, dmi, anisotropy, dimer B/J/D),',
         "[initial_state] parameters and dynamics.kappa; everything else is shared by all points.",
+        "Finite temperature: dynamics.temperature_K > 0 with dynamics.seed runs the stochastic q-LLG (one trajectory;",
+        "qllg sweep: one per point, key fold_in(PRNGKey(seed), point index), so a resumed sweep draws the same noise).",
     ]
     return "\n".join(lines)

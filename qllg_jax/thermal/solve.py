@@ -171,3 +171,21 @@ def _record(method, operator, frames, weights, ts, observables, save_states: boo
              "t_reached": jnp.full((n,), ts[-1]), "failure": failure}
     return {"saved": saved, "stats": stats, "success": failure == Failure.NONE, "diagnostics": diagnostics,
             "weights": weights}
+
+
+class PreparedThermal:
+    """A finite-temperature solve read on the host, not yet run (the counterpart of
+    :class:`~qllg_jax.solve.PreparedSolve` for ``System.prepare`` and ``qllg run``): ``method``, ``nbytes`` (the
+    saved states and the frames in flight, an estimate), :meth:`run`."""
+
+    def __init__(self, H, rho0, ts, kappa, options, observables=None):
+        self.args = (H, rho0, ts, kappa, options, observables)
+        dim = _dim(_static_model(H))
+        state = read_initial_state(rho0, dim)
+        rank = 1 if state.kind == "ket" else np.shape(Frame().initial(state)[1]["weights"])[-1]
+        self.method = _method(options, rank)[0]
+        batch = key_batch_shape(options.key) if options.key is not None else ()
+        self.nbytes = 16 * dim * rank * (np.shape(ts)[0] + 16) * max(1, math.prod(batch or ()))
+
+    def run(self) -> Result:
+        return solve_thermal(*self.args)
