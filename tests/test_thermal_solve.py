@@ -242,7 +242,7 @@ t_end = 1.0
 n_save = 3
 temperature_K = 0.4702
 seed = 7
-max_step = 0.05
+dt = 0.05
 [output]
 observables = ["bloch", "energy"]
 """

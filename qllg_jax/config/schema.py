@@ -393,8 +393,8 @@ SCHEMA: dict[str, Table] = {
                                  "D_k = kappa k_B T/s_k; E0 = mu_B*1T without [units]); 0 or absent: none"),
             "seed": Key(Number(0, integer=True), None, doc="seed of the thermal noise (required with temperature_K > 0; "
                         "sweeps: point i gets fold_in(PRNGKey(seed), i))"),
-            "max_step": Key(Number(0, exclusive_minimum=True), None, TIME, "largest step; with temperature_K > 0 the "
-                            "fixed step (default: from the spectral width and the noise; required in a sweep of H or kappa)"),
+            "dt": Key(Number(0, exclusive_minimum=True), None, TIME, "fixed step of the stochastic q-LLG (temperature_K > 0; "
+                      "default: from the spectral width and the noise; required in a sweep of H or kappa)"),
         },
         required=True,
         exactly_one=((("t_end", "times"), ()),),

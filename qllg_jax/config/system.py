@@ -272,10 +272,10 @@ def build_observables(names, model: SpinModel) -> dict[str, Callable]:
 
 
 def thermal_options(spec: Mapping, units: Units | None) -> dict:
-    """max_step (ħ/E0), temperature (k_B T in E0, from ``dynamics.temperature_K``; E0 = μ_B·1 T without physical
+    """max_step (ħ/E0: ``dynamics.dt``, the fixed step at T > 0), temperature (k_B T in E0, from ``dynamics.temperature_K``; E0 = μ_B·1 T without physical
     units, as for thermal states) and seed of a validated ``[dynamics]``."""
     dynamics = spec["dynamics"]
-    step = dynamics.get("max_step")
+    step = dynamics.get("dt")
     kelvin = dynamics.get("temperature_K")
     return {"max_step": None if step is None else float(step if units is None else units.time(step)),
             "temperature": 1.0 / thermal_beta({"temperature_K": kelvin}, units) if kelvin else None,
