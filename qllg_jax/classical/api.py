@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import numpy as np
 
 from .._checks import concrete_value, key_batch_shape
 from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg
-from ..thermal.noise import check_temperature
+from ..thermal.noise import check_temperature, key_batch_shape
 
 _THERMAL_ONLY = ("key", "dt", "noise", "brownian_tol")
 
@@ -59,7 +58,7 @@ def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, 
     if not batch:
         return run(key)
     flat = key.reshape((-1,) + tuple(np.shape(key))[len(batch):])
-    out = jax.vmap(run)(flat)
+    out = run(flat)  # one ensemble: the trajectories are the minor axis inside the stepper
     return out.reshape(batch + out.shape[1:])
 
 
