@@ -354,6 +354,19 @@ def check_dims(dims, name: str = "dims") -> tuple[int, ...]:
     return tuple(out)
 
 
+def key_batch_shape(key) -> tuple[int, ...] | None:
+    """Leading batch axes of a batch of ``jax.random`` keys (typed keys (...,) or legacy uint32 (..., 2)); () for
+    one key; None when ``key`` is not an array of keys (e.g. an integer seed)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is None:
+        return None
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return tuple(np.shape(key))
+    if np.dtype(dtype) == np.uint32 and np.ndim(key) >= 1 and np.shape(key)[-1] == 2:
+        return tuple(np.shape(key)[:-1])
+    return None
+
+
 def prng_key(key, name: str = "key") -> jax.Array:
     """A ``jax.random`` key: a typed key (``jax.random.key``), a legacy uint32 key of shape (2,)
     (``jax.random.PRNGKey``), or an integer seed (converted with ``jax.random.PRNGKey(seed)``)."""

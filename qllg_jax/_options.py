@@ -8,15 +8,15 @@ their names and defaults from here (:data:`DEFAULTS`, :func:`option_names`) inst
 The compiled core gets :meth:`SolveOptions.for_core`: the same object with the options that only the host reads
 (``method``, ``strategy``, ``gauge_fix``, ``invariant_tol``, ``throw``) fixed, so they never key a compilation.
 
-Room for what comes next (none of it is a parameter yet):
+Finite temperature (:mod:`qllg_jax.thermal`): ``temperature`` (τ = k_B T ≥ 0 in E0), ``key`` (one ``jax.random`` key
+or a batch of keys, one trajectory each) and ``spins`` (the site spins of a raw matrix H) are options too. The
+temperature and the keys are array leaves, not static fields: a new key or temperature does not recompile. They
+never reach the deterministic core (:meth:`SolveOptions.for_core` clears them): :func:`~qllg_jax.solve` sends a
+solve at τ > 0 to :func:`~qllg_jax.thermal.solve.solve_thermal`, and τ = 0 / None to the deterministic solve.
 
-- finite temperature: ``temperature`` becomes a field here (a float ≥ 0 in E0, checked in :meth:`read`; 0 / None
-  = the deterministic q-LLG), read by the compiled core to pick the stochastic integration; the PRNG ``key`` is
-  an array, so it is NOT an option: it travels with the problem's arrays (like κ) from
-  :func:`~qllg_jax._prepare.prepare` into :func:`~qllg_jax._core.solve_compiled`;
-- a driven H (a value with ``__call__(t)`` and ``discontinuity_ts``) is an input, not an option: it is read by
-  :func:`~qllg_jax._prepare.read_hamiltonian` and evaluated in the core at :func:`~qllg_jax._core.hamiltonian_at`;
-  its ``discontinuity_ts`` reach the step-size controller as ``jump_ts`` of :func:`~qllg_jax._integrate.integrate`.
+A driven H (a value with ``__call__(t)`` and ``discontinuity_ts``) is an input, not an option: it is read by
+:func:`~qllg_jax._prepare.read_hamiltonian` and evaluated in the core at :func:`~qllg_jax._core.hamiltonian_at`;
+its ``discontinuity_ts`` reach the step-size controller as ``jump_ts`` of :func:`~qllg_jax._integrate.integrate`.
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ class SolveOptions(eqx.Module):
     throw: bool = eqx.field(static=True, default=True)
     progress: bool = eqx.field(static=True, default=False)
     invariant_tol: float | None = eqx.field(static=True, default=1e-6)
+    temperature: Any = None
+    key: Any = None
+    spins: tuple | None = eqx.field(static=True, default=None)
 
     @classmethod
     def read(cls, **options) -> SolveOptions:
@@ -108,6 +111,7 @@ class SolveOptions(eqx.Module):
                                  f"{' and '.join(given)} would be ignored: pass the option to the method object (e.g. "
                                  "methods.Dense(strategy='kron'), methods.Frame(gauge_fix=False)) or the method by name")
         o["solver"] = check_solver(o["solver"], rtol=o["rtol"])
+        o["temperature"], o["key"], o["spins"] = _read_thermal(o["temperature"], o["key"], o["spins"])
         return cls(**o)
 
     def for_core(self) -> SolveOptions:
@@ -125,7 +129,28 @@ class SolveOptions(eqx.Module):
 def _for_core(options: SolveOptions) -> SolveOptions:
     return dataclasses.replace(options, method=DEFAULTS.method, strategy=DEFAULTS.strategy,
                                gauge_fix=DEFAULTS.gauge_fix, invariant_tol=DEFAULTS.invariant_tol,
-                               batching="vmap" if options.batching == "vmap" else "shared", throw=False)
+                               batching="vmap" if options.batching == "vmap" else "shared", throw=False,
+                               temperature=None, key=None, spins=None)
+
+
+def _read_thermal(temperature, key, spins):
+    """(temperature, key, spins) checked: τ a real scalar, finite and ≥ 0 (when known); a key or a batch of keys
+    (an integer seed becomes ``PRNGKey(seed)``); spins a tuple of multiples of 1/2. A key or spins without a
+    temperature is refused (they would do nothing). A missing key at τ > 0 is refused by :func:`solve` (it
+    knows whether τ is 0)."""
+    from ._checks import check_spins, key_batch_shape, prng_key
+    from .thermal.noise import check_temperature
+
+    if temperature is None:
+        given = [name for name, value in (("key", key), ("spins", spins)) if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} given without temperature: they set the thermal noise (pass "
+                             "temperature=k_B T in E0, e.g. Units(...).temperature(kelvin))")
+        return None, None, None
+    temperature = check_temperature(temperature)
+    if key is not None and key_batch_shape(key) is None:
+        key = prng_key(key, "key")
+    return temperature, key, None if spins is None else check_spins(spins)
 
 
 @functools.lru_cache(maxsize=64)

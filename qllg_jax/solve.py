@@ -186,6 +186,9 @@ def solve(
     throw: bool = DEFAULTS.throw,
     progress: bool = DEFAULTS.progress,
     invariant_tol: float | None = DEFAULTS.invariant_tol,
+    temperature=DEFAULTS.temperature,
+    key=DEFAULTS.key,
+    spins=DEFAULTS.spins,
 ) -> Result:
     r"""Integrate q-LLG (or q-LL / von Neumann) from ``rho0`` at ``ts[0]`` and save at ``ts``.
 
@@ -230,6 +233,20 @@ def solve(
         progress: a tqdm progress bar over simulation time (integrating methods).
         invariant_tol: warn with :class:`~qllg_jax.InvariantWarning` when an eager result's
             :meth:`Result.diagnostics` exceed it (energy: relative to max(1, |E|)); None: no check.
+        temperature: τ = k_B T ≥ 0 in E0 (``Units(...).temperature(kelvin)``), or None (default). τ > 0 adds the
+            thermal noise operator, H(t) = H − Σ_k ξ_k(t)·S_k with ⟨ξ_k,a(t) ξ_l,b(t')⟩ = 2 D_k δ_kl δ_ab δ(t − t'),
+            D_k = κ τ / s_k (Stratonovich), integrated by :func:`~qllg_jax.thermal.stochastic_frames` (a unitary
+            Cayley–Heun step per fixed step: every trajectory keeps the spectrum of ϱ0). ``temperature=0`` (known
+            on the host) or None is exactly the deterministic solve. At τ > 0: H is a SpinModel (or a raw matrix
+            with ``spins``; a driven H is refused), one ϱ0 and a scalar κ; the method is ``ket`` (pure ϱ0) or
+            ``frame``; the step is fixed (``max_step``, default from the spectral width of H and the noise) and
+            rtol/atol/solver/max_steps/gradient/batching are not used; ``energy_increase`` is NaN (the noise does
+            work: the energy is not monotone). A traced temperature needs ``max_step``.
+        key: a ``jax.random`` key (one trajectory) or a batch of keys (..., K) (one trajectory each: the Result's
+            arrays lead with the key axes); required at τ > 0; same key ⇒ same noise, bit for bit. A new key or
+            temperature does not recompile.
+        spins: the site spins (s_1, ..., s_N) of a raw matrix H (Π(2s_k + 1) = D) at τ > 0; a SpinModel brings
+            its own.
 
     Raises:
         ValueError: invalid input (named), before any compute. SolveError: numerical failure (eager calls).
@@ -240,6 +257,13 @@ def solve(
     options = SolveOptions.read(
         method=method, equation=equation, strategy=strategy, solver=solver, rtol=rtol, atol=atol, max_steps=max_steps,
         max_step=max_step, save_states=save_states, gradient=gradient, batching=batching, complex_state=complex_state,
-        gauge_fix=gauge_fix, throw=throw, progress=progress, invariant_tol=invariant_tol,
+        gauge_fix=gauge_fix, throw=throw, progress=progress, invariant_tol=invariant_tol, temperature=temperature,
+        key=key, spins=spins,
     )
+    if options.temperature is not None:
+        from .thermal.solve import is_thermal, solve_thermal
+
+        if is_thermal(options):
+            return solve_thermal(H, rho0, ts, kappa, options, observables)
+        options = dataclasses.replace(options, temperature=None, key=None, spins=None)  # τ = 0: deterministic
     return prepare_solve(H, rho0, ts, kappa, options, observables).run()

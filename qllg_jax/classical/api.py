@@ -7,7 +7,7 @@ import functools
 
 import numpy as np
 
-from .._checks import concrete_value
+from .._checks import concrete_value, key_batch_shape
 from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg

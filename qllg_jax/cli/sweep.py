@@ -117,7 +117,8 @@ def run(args) -> int:
     result = sweep_solve(
         problem.H, problem.rho0, problem.ts, problem.kappa, problem.params,
         observables=problem.observables or None, solve_options=problem.solve_options,
-        out=out, config=table, overwrite=args.overwrite, progress=not args.quiet, part=part, **options,
+        out=out, config=table, overwrite=args.overwrite, progress=not args.quiet, part=part, **problem.thermal,
+        **options,
     )
     mine = result.failure != -1  # this part's points (all of them for a whole sweep)
     failed = {i: reason for i, reason in result.failed().items() if mine[i]}

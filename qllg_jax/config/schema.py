@@ -388,6 +388,13 @@ SCHEMA: dict[str, Table] = {
             "rtol": Key(Number(0, exclusive_minimum=True), SolveOptions.rtol, doc="relative tolerance of the adaptive step"),
             "atol": Key(Number(0, exclusive_minimum=True), SolveOptions.atol, doc="absolute tolerance of the adaptive step"),
             "max_steps": Key(Number(1, integer=True), SolveOptions.max_steps, doc="steps before a run stops with 'max_steps reached'"),
+            # finite temperature (issue 22): the stochastic q-LLG, D_k = kappa k_B T / s_k
+            "temperature_K": Key(Number(0), None, ("K", "K"), "thermal noise at temperature T (stochastic q-LLG, "
+                                 "D_k = kappa k_B T/s_k; E0 = mu_B*1T without [units]); 0 or absent: none"),
+            "seed": Key(Number(0, integer=True), None, doc="seed of the thermal noise (required with temperature_K > 0; "
+                        "sweeps: point i gets fold_in(PRNGKey(seed), i))"),
+            "dt": Key(Number(0, exclusive_minimum=True), None, TIME, "fixed step of the stochastic q-LLG (temperature_K > 0; "
+                      "default: from the spectral width and the noise; required in a sweep of H or kappa)"),
         },
         required=True,
         exactly_one=((("t_end", "times"), ()),),
@@ -513,6 +520,11 @@ def validate(config) -> dict:
             raise ConfigError(f"config: needs a [{name}] table ({table.doc or 'see qllg config reference'})")
         elif REQUIRED not in [key.default for key in table.keys.values()]:
             out[name] = validate_table(table, {})
+    dynamics = out["dynamics"]
+    if dynamics.get("temperature_K") and dynamics.get("seed") is None:
+        raise ConfigError("dynamics.seed: required with dynamics.temperature_K > 0 (the thermal noise's seed)")
+    if dynamics.get("seed") is not None and not dynamics.get("temperature_K"):
+        raise ConfigError("dynamics.seed: given without dynamics.temperature_K > 0 (it seeds the thermal noise)")
     out.update(_validate_table_arrays(config, out))
     if out["dynamics"].get("times") is not None:
         for key in ("t_start", "n_save"):
@@ -629,6 +641,8 @@ def reference() -> str:
         '("system.dimer.D.2" is D_z). Swept: [system] couplings (field, exchange, dmi, anisotropy, dimer B/J/D),',
         "[initial_state] parameters, dynamics.kappa and the numbers of a [[drive]] (\"drive.0.frequency_GHz\");",
         "everything else is shared by all points.",
+        "Finite temperature: dynamics.temperature_K > 0 with dynamics.seed runs the stochastic q-LLG (one trajectory;",
+        "qllg sweep: one per point, key fold_in(PRNGKey(seed), point index), so a resumed sweep draws the same noise).",
     ]
     return "\n".join(lines)
 

@@ -44,6 +44,7 @@ from .system import (
     check_dimension,
     save_times,
     solver_options,
+    thermal_options,
     thermal_beta,
     with_overrides,
 )
@@ -168,6 +169,8 @@ class SweepProblem:
         ts: save times (T,) in ħ/E0; observables: name → callable ϱ ↦ array (energy comes from
             ``Result.invariants["energy"]``); solve_options: the config's solver options; options: chunk_size,
             memory_budget (bytes) for the sweep; energy: whether the config asked for the energy.
+        thermal: ``{"temperature": k_B T in E0, "seed": n}`` of ``dynamics.temperature_K > 0`` (the keyword
+            arguments of :func:`~qllg_jax.sweep_solve`), else empty.
         model: the SpinModel of point 0; units: the config's Units (None: E0 units).
     """
 
@@ -182,6 +185,7 @@ class SweepProblem:
     energy: bool
     model: object
     units: object
+    thermal: dict = dataclasses.field(default_factory=dict)
 
     @property
     def n_points(self) -> int:
@@ -403,11 +407,16 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         def kappa(**point):
             return point[kappa_key]
 
+    thermal = thermal_options(spec, units)
+    solve_options = solver_options(spec)
+    if thermal["max_step"] is not None:
+        solve_options["max_step"] = thermal["max_step"]
+    noise = {"temperature": thermal["temperature"], "seed": thermal["seed"]} if thermal["temperature"] else {}
     options = {}
     if "chunk_size" in sweep:
         options["chunk_size"] = sweep["chunk_size"]
     options["memory_budget"] = int(sweep["memory_budget_mb"] * 2**20)
     return SweepProblem(
-        params=params, H=H_driven, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
-        options=options, energy="energy" in names, model=model, units=units,
+        params=params, H=H_driven, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solve_options,
+        options=options, energy="energy" in names, model=model, units=units, thermal=noise,
     )

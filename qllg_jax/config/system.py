@@ -71,6 +71,9 @@ class System:
     table: dict = dataclasses.field(default_factory=dict)
     drive: object = None
     drives: tuple = ()
+    max_step: float | None = None
+    temperature: float | None = None
+    seed: int | None = None
 
     @property
     def hamiltonian(self) -> jax.Array:
@@ -94,10 +97,17 @@ class System:
         from ..solve import prepare_solve
 
         options = dict(equation=self.equation, rtol=self.rtol, atol=self.atol, solver=self.solver, method=self.method,
-                       max_steps=self.max_steps)
+                       max_steps=self.max_steps, max_step=self.max_step)
+        if self.temperature:  # dynamics.temperature_K > 0: one trajectory of the stochastic q-LLG
+            options.update(temperature=self.temperature, key=jax.random.PRNGKey(self.seed))
         options.update(kwargs)
         observables = options.pop("observables", self.observables)
-        return prepare_solve(self.H, self.rho0, self.ts, self.kappa, SolveOptions.read(**options), observables)
+        read = SolveOptions.read(**options)
+        if read.temperature is not None and float(read.temperature) > 0:
+            from ..thermal.solve import PreparedThermal
+
+            return PreparedThermal(self.H, self.rho0, self.ts, self.kappa, read, observables)
+        return prepare_solve(self.H, self.rho0, self.ts, self.kappa, read, observables)
 
     def solve(self, **kwargs):
         """Run :func:`qllg_jax.solve` on this system; keyword arguments override the config's options."""
@@ -288,6 +298,17 @@ def build_observables(names, model: SpinModel) -> dict[str, Callable]:
     return {name: factories[name]() for name in names}
 
 
+def thermal_options(spec: Mapping, units: Units | None) -> dict:
+    """max_step (ħ/E0: ``dynamics.dt``, the fixed step at T > 0), temperature (k_B T in E0, from ``dynamics.temperature_K``; E0 = μ_B·1 T without physical
+    units, as for thermal states) and seed of a validated ``[dynamics]``."""
+    dynamics = spec["dynamics"]
+    step = dynamics.get("dt")
+    kelvin = dynamics.get("temperature_K")
+    return {"max_step": None if step is None else float(step if units is None else units.time(step)),
+            "temperature": 1.0 / thermal_beta({"temperature_K": kelvin}, units) if kelvin else None,
+            "seed": dynamics.get("seed")}
+
+
 def solver_options(spec: Mapping) -> dict:
     """The :func:`~qllg_jax.solve` options of a validated ``[dynamics]``: equation, method, solver, rtol, atol,
     max_steps."""
@@ -336,4 +357,5 @@ def build_system(table: Mapping) -> System:
         units=units,
         table=copy.deepcopy(dict(table)),
         **solver_options(spec),
+        **thermal_options(spec, units),
     )

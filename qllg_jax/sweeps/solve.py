@@ -238,7 +238,19 @@ def _build_chunk_function(H, rho0, ts, kappa, observables, save_states, options,
     def value(x, point):
         return _call_with(x, point) if _is_function(x) else x
 
-    if batching == "shared":
+    if batching == "thermal":
+        options = dict(options)
+        temperature, root = options.pop("temperature"), jax.random.PRNGKey(options.pop("seed"))
+
+        def chunk_fn(points, constants):
+            def one(p):
+                key = jax.random.fold_in(root, p[POINT_INDEX])
+                return split_output(solve(value(H, p), rho0, ts, value(kappa, p), observables=observables,
+                                          save_states=save_states, throw=False, temperature=temperature, key=key,
+                                          **options))
+
+            return jax.vmap(one)(points)
+    elif batching == "shared":
         def chunk_fn(points, constants):
             n = jax.tree_util.tree_leaves(points)[0].shape[0]
             batch = lambda x: jax.vmap(lambda p: _call_with(x, p))(points) if _is_function(x) else x  # noqa: E731
@@ -255,6 +267,35 @@ def _build_chunk_function(H, rho0, ts, kappa, observables, save_states, options,
             return jax.vmap(one)(points)
 
     return chunk_fn
+
+
+POINT_INDEX = "point_index"
+"""The parameter a finite-temperature sweep adds: each point's index, from which its noise key is folded."""
+
+
+def _read_thermal(temperature, seed, params, n_points, H, rho0, kappa, options):
+    """(τ, seed) of a finite-temperature sweep, None for a deterministic one (τ None or 0); checked before compute."""
+    from ..thermal.noise import check_temperature
+
+    if temperature is None:
+        if seed is not None:
+            raise ValueError("seed given without temperature (it sets the thermal noise; pass temperature=k_B T in E0)")
+        return None
+    tau = float(check_temperature(temperature))
+    if tau == 0:
+        return None
+    if seed is None or isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"seed must be a non-negative integer at temperature > 0 (the per-point noise keys are "
+                         f"fold_in(PRNGKey(seed), point index)), got {seed!r}")
+    if POINT_INDEX in params:
+        raise ValueError(f"params[{POINT_INDEX!r}] is reserved at temperature > 0 (the point index of the noise key)")
+    if _is_function(rho0):
+        raise ValueError("rho0 must be fixed at temperature > 0 (the stochastic integrator takes its spectrum on the "
+                         "host), not a function of the point")
+    if (_is_function(H) or _is_function(kappa)) and options.get("max_step") is None:
+        raise ValueError("solve_options['max_step'] is required at temperature > 0 when H or kappa depends on the "
+                         "point: the fixed step of the stochastic integrator is chosen on the host")
+    return tau, int(seed)
 
 
 def _key_part(x):
@@ -279,6 +320,8 @@ def sweep_solve(
     save_states: bool = False,
     solve_options=None,
     batching: str = "auto",
+    temperature=None,
+    seed: int | None = None,
     **sweep_options,
 ):
     r"""Sweep :func:`qllg_jax.solve` over parameter points: the common case of :func:`~qllg_jax.sweep`.
@@ -304,6 +347,14 @@ def sweep_solve(
             point; better when stiffness differs a lot across points); ``"auto"`` (default): ``"shared"``, and a
             chunk in which some point failed is computed again with ``"vmap"``, so that a stiff point that hits
             ``max_steps`` fails alone instead of taking its chunk with it.
+        temperature: τ = k_B T ≥ 0 in E0 shared by every point (None: no noise; 0: the deterministic sweep).
+            τ > 0: every point is one trajectory of ``solve(..., temperature=τ, key=k_i)`` with
+            k_i = ``fold_in(PRNGKey(seed), i)``, i the point's index in ``params`` (added to the result's params
+            as ``point_index``): a resumed or chunked sweep draws the same noise bit for bit, and points with equal
+            parameters but different indices are independent trajectories (an ensemble: repeat a point). Needs
+            ``seed``; ϱ0 fixed (not a function of the point); ``solve_options["max_step"]`` (the fixed step) when H
+            or κ depends on the point; each point is solved alone (``batching`` is not used).
+        seed: the integer the per-point keys are derived from (required with temperature > 0).
         **sweep_options: keyword arguments of :func:`~qllg_jax.sweep` (chunk_size, devices, progress, out,
             config, overwrite, keep_in_memory, ...).
 
@@ -324,9 +375,16 @@ def sweep_solve(
             raise ValueError(f"{reserved!r} is not an option of sweep_solve")
     ts = np.asarray(check_times(ts))
     options = check_solve_options(solve_options)
+    for name in ("temperature", "key"):
+        if name in options:
+            raise ValueError(f"solve_options[{name!r}]: a sweep draws its noise itself; pass sweep_solve(..., "
+                             "temperature=tau, seed=n) (per-point keys fold_in(PRNGKey(seed), point index))")
     options.setdefault("invariant_tol", None)
     read = SolveOptions.read(**options)  # every option checked once, before any compute
     params_np, n_points = check_params(params)
+    thermal = _read_thermal(temperature, seed, params_np, n_points, H, rho0, kappa, options)
+    if thermal is not None:
+        params_np = {**params_np, POINT_INDEX: np.arange(n_points, dtype=np.int64)}
     functions = {name: x for name, x in (("H", H), ("rho0", rho0), ("kappa", kappa)) if _is_function(x)}
     for name, fn in functions.items():
         check_point_signature(fn, list(params_np), name, all_used=False)
@@ -361,6 +419,8 @@ def sweep_solve(
         # as leaves) run as one vmapped program, each point with its own steps
         batching = "vmap"
     options["method"] = method_object
+    if thermal is not None:  # the stochastic integrator picks ket / frame from ϱ0 itself
+        options["method"], method = read.method, f"stochastic ({read.method})"
 
     physics = {
         "H": _describe_input(H, per_point.get("H"), H0 if driven else None),
@@ -376,11 +436,17 @@ def sweep_solve(
         "batching": batching_requested,
         "version": fp.version(),
     }
+    if thermal is not None:
+        physics["thermal"] = {"temperature": float(thermal[0]), "seed": int(thermal[1]),
+                              "keys": "fold_in(PRNGKey(seed), point_index)"}
+        batching, batching_requested = "thermal", "thermal"
     key = (_key_part(H), _key_part(rho0), _key_part(kappa), physics["ts"]["digest"],
            tuple((n, op if _is_function(op) else json.dumps(physics["observables"][n])) for n, op in observables.items()),
            bool(save_states), json.dumps(physics["solve_options"], sort_keys=True),
            options.get("solver") if not isinstance(options.get("solver"), (str, type(None))) else None, batching)
     run_options = {k: v for k, v in options.items() if k not in ("strategy", "gauge_fix")}  # in the method object
+    if thermal is not None:
+        run_options = {**run_options, "temperature": float(thermal[0]), "seed": int(thermal[1])}
 
     def chunk_function(kind):
         return _chunk_function(key[:-1] + (kind,), lambda: _build_chunk_function(

@@ -4,12 +4,13 @@
   and its step check;
 - :mod:`.lie`: rotations (Rodrigues) and Cayley maps, so every step is a group action;
 - :mod:`.frames`: the stochastic q-LLG / q-LL / von Neumann for frames and kets
-  (:func:`stochastic_frames`); :mod:`.ensemble`: means and standard errors, the ensemble-averaged ϱ; the classical counterpart is :func:`qllg_jax.classical.stochastic.stochastic_llg`.
+  (:func:`stochastic_frames`); :mod:`.ensemble`: means and standard errors, the ensemble-averaged ϱ (:func:`ensemble_average` of a
+  finite-temperature :func:`qllg_jax.solve`); :mod:`.solve`: ``solve(..., temperature=)`` as a Result; the classical counterpart is :func:`qllg_jax.classical.stochastic.stochastic_llg`.
 """
 
-from .ensemble import ensemble_density_matrix, ensemble_energy, ensemble_mean, ensemble_spin_expectations
+from .ensemble import EnsembleAverage, ensemble_average, ensemble_density_matrix, ensemble_energy, ensemble_mean, ensemble_spin_expectations
 from .frames import FrameTrajectory, stochastic_frames
 from .noise import DEFAULT_STEP_PHASE, MAX_STEP_PHASE, NOISES
 
-__all__ = ["DEFAULT_STEP_PHASE", "FrameTrajectory", "ensemble_density_matrix", "ensemble_energy", "ensemble_mean",
+__all__ = ["DEFAULT_STEP_PHASE", "EnsembleAverage", "FrameTrajectory", "ensemble_average", "ensemble_density_matrix", "ensemble_energy", "ensemble_mean",
            "ensemble_spin_expectations", "MAX_STEP_PHASE", "NOISES", "stochastic_frames"]

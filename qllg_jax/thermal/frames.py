@@ -203,10 +203,12 @@ class FrameTrajectory(eqx.Module):
     Attributes:
         frames: U at the save times, shape (T, D, r) (kets: r = 1, weights (1.,)).
         weights: the eigenvalues λ of ϱ0 carried by the columns, shape (r,), constant in time.
+        dt: the fixed step used (ħ/E0; static), None when not recorded.
     """
 
     frames: jax.Array
     weights: jax.Array
+    dt: float | None = eqx.field(static=True, default=None)
 
     def density_matrices(self) -> jax.Array:
         """ϱ(t), shape (..., T, D, D) (small D only)."""
@@ -333,9 +335,9 @@ def stochastic_frames(
         frames = _integrate_full_rank(_pair(dense), HostArrays(ops.real, ops.imag), jnp.asarray(sigma, dtype=float),
                                       start, _pair(coupling), brownian_noise(noise, key, ts, shape, dt, brownian_tol), grid)
         frames = jnp.moveaxis(frames, 1, 0) if batch else frames
-        return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape))
+        return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
     single = lambda k: _integrate(thermal, frame0, coupling, kernel, brownian_noise(noise, k, ts, shape, dt,  # noqa: E731
                                                                                      brownian_tol), grid)
     if batch:
-        return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape))
-    return FrameTrajectory(single(key), weights)
+        return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
+    return FrameTrajectory(single(key), weights, dt)
