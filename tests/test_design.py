@@ -115,22 +115,27 @@ _SZ, _SX, _I2 = np.diag([0.5, -0.5]), np.array([[0.0, 0.5], [0.5, 0.0]]), np.eye
 _PAULI = np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]])
 
 
+def _correlations_numpy(rho) -> np.ndarray:
+    """T_kl = Tr ϱ σ_k⊗σ_l (3, 3) in NumPy (independent of qllg_jax.observables)."""
+    return np.array([[np.real(np.trace(rho @ np.kron(a, b))) for b in _PAULI] for a in _PAULI])
+
+
 def _bell_numpy(rho) -> float:
-    """B(ϱ) = √(u1 + u2 − 1) from T_kl = Tr ϱ σ_k⊗σ_l in NumPy (independent of qllg_jax.observables)."""
-    t = np.array([[np.real(np.trace(rho @ np.kron(a, b))) for b in _PAULI] for a in _PAULI])
+    """B(ϱ) = √(u1 + u2 − 1), u the eigenvalues of TᵀT."""
+    t = _correlations_numpy(rho)
     u = np.linalg.eigvalsh(t.T @ t)
     return float(np.sqrt(max(u[-1] + u[-2] - 1.0, 0.0)))
 
 
-def _reference_gradient(H_of_params, rho0, params, h=1e-4):
-    """Central differences of −B(ϱ(T)) from the SciPy integrator, one parameter at a time. Truncation O(h²) ~ 1e-8,
-    the reference's error (rtol 1e-11) over 2h: ~1e-7."""
+def _reference_gradient(H_of_params, rho0, params, objective=lambda rho: -_bell_numpy(rho), h=1e-4):
+    """Central differences of objective(ϱ(T)) (default −B) from the SciPy integrator, one parameter at a time.
+    Truncation O(h²) ~ 1e-8, the reference's error (rtol 1e-11) over 2h: ~1e-7."""
     flat = np.asarray(params, dtype=float)
     out = np.zeros_like(flat)
     for i in range(flat.size):
         e = np.zeros_like(flat)
         e.flat[i] = h
-        losses = [-_bell_numpy(reference_solve(H_of_params(flat + s * e), rho0, [0.0, PULSE_T], PULSE_KAPPA)[-1])
+        losses = [objective(reference_solve(H_of_params(flat + s * e), rho0, [0.0, PULSE_T], PULSE_KAPPA)[-1])
                   for s in (1.0, -1.0)]
         out.flat[i] = (losses[0] - losses[1]) / (2 * h)
     return out
@@ -175,7 +180,8 @@ def test_pwc_field_fit_lowers_the_loss_with_reference_gradients():
 
 
 def test_pulse_field_fit_of_amplitude_width_phase_from_a_werner_state():
-    """A Gaussian-windowed carrier along x on site 1: amplitude ∈ [−1, 1], width ∈ [0.1, 1], phase free."""
+    """A Gaussian-windowed carrier along x on site 1 (amplitude ∈ [−1, 1], width ∈ [0.1, 1], phase free) steering
+    the Werner Ψ+ state (p = 0.9) towards singlet correlations T* = −𝟙 at T: loss ‖T(ϱ(T)) + 𝟙‖² (smooth)."""
     rho0 = q.werner_state("psi+", 0.9)
 
     def pulse(p):
@@ -183,7 +189,9 @@ def test_pulse_field_fit_of_amplitude_width_phase_from_a_werner_state():
 
     control = design.pulse_field(PULSE_H0, pulse, (1.0, 0.0, 0.0), sites=[0],
                                  bounds={"amplitude": (-1.0, 1.0), "width": (0.1, 1.0)})
-    loss = design.solve_loss(control, rho0, PULSE_TS, lambda r: design.bell_loss(r.states[-1]), kappa=PULSE_KAPPA)
+    target = -np.eye(3)
+    loss = design.solve_loss(control, rho0, PULSE_TS, lambda r: design.correlation_loss(r.states[-1], target),
+                             kappa=PULSE_KAPPA)
     start = {"amplitude": jnp.array(0.3), "width": jnp.array(0.3), "phase": jnp.array(0.5)}
     res = design.fit(loss, start, optax.adam(0.1), steps=6, bounds=control.bounds, progress=False)
     assert float(res.loss) < float(res.loss_history[0]) - 1e-3
@@ -195,7 +203,8 @@ def test_pulse_field_fit_of_amplitude_width_phase_from_a_werner_state():
         a, w, phi = x
         return lambda t: h0 + a * np.exp(-((t - 0.75) ** 2) / (2 * w**2)) * np.cos(3.0 * t + phi) * x1
 
-    fd = _reference_gradient(H_of_params, np.asarray(rho0), np.array([float(res.params[n]) for n in names]))
+    fd = _reference_gradient(H_of_params, np.asarray(rho0), np.array([float(res.params[n]) for n in names]),
+                             lambda rho: float(np.sum((_correlations_numpy(rho) - target) ** 2)))
     np.testing.assert_allclose([float(res.grad[n]) for n in names], fd, atol=1e-5)  # as in the pwc test
     assert np.max(np.abs(fd)) > 1e-3
 
