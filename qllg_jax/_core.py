@@ -25,7 +25,7 @@ from ._checks import are_times, is_damping, is_density_matrix, is_hamiltonian, i
 from ._failures import Failure
 from ._integrate import derivative_options, derivative_step_cap, integrate
 from ._options import SolveOptions
-from .drives import DrivenOperator, TimeDependent
+from .drives import DrivenOperator, TimeDependent, drive_times
 from .hamiltonians import SpinModel
 from .methods import Method
 from .methods._observables import Observables
@@ -51,16 +51,6 @@ def spectral_width(H: Operator, ts) -> jax.Array:
     if isinstance(H, DrivenOperator):
         return H.spectral_width(ts[0], ts[-1])
     return H.spectral_width()
-
-
-def drive_times(H) -> tuple:
-    """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
-    discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
-    a pulse arriving while the state is at rest is not stepped over)."""
-    if not isinstance(H, TimeDependent):
-        return None, None
-    jumps, steps = H.discontinuity_ts, H.step_ts()
-    return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
 
 
 class InputChecks(eqx.Module):
@@ -113,7 +103,7 @@ def core_ndim(method: Method) -> int:
 
 def _model_batch(H) -> tuple[int, ...]:
     if isinstance(H, TimeDependent):
-        return ()
+        return tuple(H.batch_shape)
     return tuple(H.field.shape[:-2]) if isinstance(H, SpinModel) else tuple(H.shape[:-2])
 
 
@@ -126,6 +116,14 @@ def _flatten(tree, batch_ndim: int, batch: tuple[int, ...]):
         return jnp.broadcast_to(leaf, batch + core).reshape((n,) + core)
 
     return jax.tree_util.tree_map(flat, tree)
+
+
+def _flatten_drive(H: TimeDependent, batch: tuple[int, ...]) -> TimeDependent:
+    """A driven H with batch axes (pwc values (..., K), pulse parameters (...,)): every batched leaf broadcast to
+    ``batch`` and flattened to (n, core); unbatched leaves (pwc times, the operators) as they are."""
+    n, H = math.prod(batch), H.broadcast_batch(batch)
+    return jax.tree_util.tree_map(lambda axis, leaf: leaf if axis is None else leaf.reshape((n,) + leaf.shape[len(batch):]),
+                                  H.in_axes(), H, is_leaf=lambda x: x is None)
 
 
 def _trajectory(method: Method, options: SolveOptions, observables: Observables, batched: bool, axes):
@@ -265,7 +263,8 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
     if batched:
         h_axis, k_axis = (0 if h_batch else None), (0 if k_batch else None)
         aux_axis = 0 if state_batch else None
-        H = _flatten(H, len(h_batch), batch) if h_batch else H
+        if h_batch:
+            H = _flatten_drive(H, batch) if isinstance(H, TimeDependent) else _flatten(H, len(h_batch), batch)
         kappa = jnp.broadcast_to(kappa, batch).reshape(-1) if k_batch else kappa
         aux = _flatten(aux, len(state_batch), batch) if state_batch else aux
         y0 = _flatten(y0, len(state_batch), batch)
@@ -279,8 +278,9 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
         ts = jnp.where(are_times(ts, jnp), ts, jnp.arange(ts.shape[0], dtype=ts.dtype))
     dense = method.needs_dense_H
     driven = isinstance(H, TimeDependent)
-    if driven:  # one DrivenOperator for every trajectory (a drive has no batch axes here: see read_hamiltonian)
-        operator = H.operator(dense)
+    if driven:  # the DrivenOperator (one per trajectory of a batch of drives: shared steps, like a batch of H)
+        operator = (jax.vmap(lambda h: h.operator(dense), in_axes=(H.in_axes(),))(H) if h_axis == 0 else
+                    H.operator(dense))
     else:
         operator = (jax.vmap(lambda h: as_operator(h, dense))(H) if h_axis == 0 else as_operator(H, dense))
     drift = _trajectory(method, options, observables, batched, axes)[2]

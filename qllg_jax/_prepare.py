@@ -64,15 +64,12 @@ def read_hamiltonian(H):
 
     A driven H (a :class:`~qllg_jax.TimeDependent` with a time-dependent term) is kept as given: the core builds
     its operator once and evaluates it at every t (:func:`~qllg_jax._core.hamiltonian_at`); its values are checked
-    on the time grid by :func:`prepare`. A TimeDependent without a drive is its constant part."""
+    on the time grid by :func:`prepare`. Its batch shape (leading axes of pwc values or of a pulse's parameters)
+    is a batch axis of the solve like the leading axes of a dense H. A TimeDependent without a drive is its constant part."""
     if isinstance(H, TimeDependent):
         if not is_driven(H):
             return read_hamiltonian(H.static)
-        if H.batch_shape:
-            raise ValueError(f"H: a drive with batch axes {H.batch_shape} (pwc values or pulse parameters with "
-                             "leading axes) is not accepted by solve yet; map solve over the drive parameter with "
-                             "jax.vmap (jax.jit(jax.vmap(...)) runs the batch as one program)")
-        return H, H.dim, (), True
+        return H, H.dim, tuple(H.batch_shape), True  # batch axes of pwc values / pulse parameters: a batch of H
     if callable(H) and not isinstance(H, SpinModel) and not hasattr(H, "shape"):
         raise TypeError(f"H is a plain Python function; {WRAP_HINT}")
     if isinstance(H, SpinModel):
@@ -85,11 +82,13 @@ def read_hamiltonian(H):
     return H, H.shape[-1], tuple(H.shape[:-2]), value is not None
 
 
-def _driven_method(method, state, dim: int):
-    """``method`` for a driven H: "auto" picks as for the static part, with the static closed forms replaced by
-    the integrating method of the same representation (exact → ket, two_level → frame)."""
+def _driven_method(method, state, dim: int, H):
+    """``method`` for a driven H: "auto" picks as for the static part; a piecewise-constant H (constant + pwc
+    terms) keeps the closed forms (exact, two_level: eq. 28 interval by interval), any other drive gets the
+    integrating method of the same representation (exact → ket, two_level → frame)."""
     if isinstance(method, str) and method == "auto":
-        return {"exact": "ket", "two_level": "frame"}.get(auto_method_name(state, dim), auto_method_name(state, dim))
+        name = auto_method_name(state, dim)
+        return name if H.is_piecewise_constant else {"exact": "ket", "two_level": "frame"}.get(name, name)
     return method
 
 
@@ -144,12 +143,12 @@ def prepare(H, rho0, ts, kappa, options: SolveOptions, observables=None) -> Prob
     driven = is_driven(H)
     if driven and host_value(raw_ts, ts) is not None:
         H.check(np.asarray(host_value(raw_ts, ts)))  # H(t) finite and Hermitian on the save grid, before compute
-    method = resolve_method(_driven_method(options.method, state, dim) if driven else options.method, state, dim,
+    method = resolve_method(_driven_method(options.method, state, dim, H) if driven else options.method, state, dim,
                             strategy=options.strategy, gauge_fix=options.gauge_fix)
-    if driven and method.closed_form:
-        raise ValueError(f"method {method.name!r} is a closed form for a constant H; a driven H needs an integrating "
-                         "method: 'dense', 'frame' or 'ket' (or method='auto'). Piecewise-constant drives have "
-                         "closed forms segment by segment: q.pure_state_exact / q.two_level_exact(H_pwc, ...)")
+    if driven and method.closed_form and not H.is_piecewise_constant:
+        raise ValueError(f"method {method.name!r} is a closed form for a constant or piecewise-constant H (constant "
+                         "+ q.pwc terms); a modulated or timecallable drive needs an integrating method: 'dense', "
+                         "'frame' or 'ket' (or method='auto')")
     observed = read_observables(observables, dim, method)
     y0, aux = method.initial(state)
     batch = broadcast_batch({"H": h_batch, "rho0": state.batch_shape, "kappa": tuple(kappa.shape)})

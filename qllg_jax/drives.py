@@ -681,6 +681,16 @@ class DrivenOperator(eqx.Module):
         callables = tuple(t for t in terms if isinstance(t, TimeCallable))
         return cls(static, parts, tuple(driven), callables, terms[0].dim)
 
+    @property
+    def discontinuity_ts(self):
+        """Sorted times where this H(t) jumps (pwc edges, declared jumps): the closed forms' interval edges."""
+        return _sorted_times(*[c.discontinuity_ts for c in self.coefficients + self.callables])
+
+    @property
+    def is_piecewise_constant(self) -> bool:
+        """No modulated or timecallable part: H(t) is constant between :attr:`discontinuity_ts`."""
+        return not self.callables and all(isinstance(c, PWC) for c in self.coefficients)
+
     def coefficient_values(self, t) -> jax.Array:
         """(c_k(t)) for the modulated/pwc parts, shape (K,) (real)."""
         if not self.coefficients:
@@ -757,11 +767,40 @@ def as_time_dependent(H, name: str = "H") -> TimeDependent:
     return constant(H)
 
 
+def drive_times(H) -> tuple:
+    """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
+    discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
+    a pulse arriving while the state is at rest is not stepped over)."""
+    if not isinstance(H, TimeDependent):
+        return None, None
+    jumps, steps = H.discontinuity_ts, H.step_ts()
+    if np.size(jumps) and np.size(steps):
+        steps = _snap_to(steps, jumps)
+    return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
+
+
+SNAP_TOL = 1e-12
+"""Step times within SNAP_TOL·(1 + |t|) of a jump are moved onto it: a pulse grid point and a pwc edge that differ
+by round-off (0.5 − 3·0.1 vs 0.2) would otherwise make the clipping controller take ulp-sized steps between them
+until the step size collapses."""
+
+
+def _snap_to(steps, jumps):
+    """``steps`` (S,) with each time that is within :data:`SNAP_TOL` of one of ``jumps`` (J,) replaced by it
+    (numpy or jax; shapes kept, so traced times work)."""
+    xp = np if is_concrete(steps, jumps) else jnp
+    steps, jumps = xp.asarray(steps, dtype=float), xp.asarray(jumps, dtype=float)
+    distance = xp.abs(steps[:, None] - jumps[None, :])
+    nearest = xp.argmin(distance, axis=1)
+    close = xp.min(distance, axis=1) <= SNAP_TOL * (1 + xp.abs(steps))
+    return xp.where(close, jumps[nearest], steps)
+
+
 def is_driven(H) -> bool:
     """True when H is a :class:`TimeDependent` with at least one time-dependent term."""
     return isinstance(H, TimeDependent) and H.drive is not None
 
 
 __all__ = ["TimeDependent", "Constant", "Modulated", "PWC", "TimeCallable", "DriveSum", "DrivenOperator",
-           "constant", "modulated", "pwc", "timecallable", "as_time_dependent", "is_driven"]
+           "constant", "modulated", "pwc", "timecallable", "as_time_dependent", "drive_times", "is_driven"]
 

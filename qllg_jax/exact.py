@@ -188,41 +188,57 @@ def _is_driven(H) -> bool:
 
 
 def _normalise(W):
-    return W / jnp.linalg.norm(W, axis=0, keepdims=True)
+    """Columns of W (..., d, r) scaled to unit norm."""
+    return W / jnp.linalg.norm(W, axis=-2, keepdims=True)
 
 
 def _orthonormalise(W):
     return jnp.linalg.qr(W)[0]
 
 
-def pwc_segments(H, ts) -> tuple[np.ndarray, jax.Array, np.ndarray]:
-    """Segments of a piecewise-constant H on [ts[0], ts[-1]]: starts τ_k (K,) (numpy), H_k (K, d, d) (H at each
-    segment's midpoint) and, for each save time, the index of its segment (T,) (numpy). Needs concrete edges and
-    ts (the pwc values may be traced)."""
-    edges, grid = concrete_value(H.discontinuity_ts), concrete_value(ts)
-    if edges is None or grid is None:
-        raise ValueError("the closed form of a pwc H needs concrete pwc times and save times ts (values may be traced)")
-    t0, t1 = float(grid[0]), float(grid[-1])
-    inner = np.unique(edges[(edges > t0) & (edges < t1)])
-    starts = np.concatenate([[t0], inner])
-    ends = np.concatenate([inner, [t1]])
-    hamiltonians = jax.vmap(H)(jnp.asarray((starts + ends) / 2))
-    index = np.clip(np.searchsorted(starts, grid, side="right") - 1, 0, len(starts) - 1)
-    return starts, hamiltonians, index
+def segmentwise_columns(H_at, edges, W0, ts, kappa, renormalise=None) -> jax.Array:
+    r"""Columns W(t) (T, d, r) of eq. 28 chained over the intervals of a piecewise-constant H, no time stepping.
 
+    The save times ``ts`` (T,) and the drive's ``edges`` (E,) (clipped to [ts[0], ts[-1]]) are merged into one
+    sorted grid τ_0 ≤ … ≤ τ_{T+E−1}; H is constant on each interval (H_k = ``H_at`` at its midpoint, (d, d) in
+    energy units) and W(τ_{k+1}) = e^{−iH_eff,k (τ_{k+1} − τ_k)} W(τ_k), H_eff,k = (1 − iκ)H_k/(1 + κ²), renormalised
+    after every interval (``renormalise``: column norms for r = 1, QR otherwise). Zero-length intervals (a save
+    time on an edge, clipped edges) are the identity. Every shape is static, so edges, ts and the pwc values may be
+    traced (jit, vmap, grad; derivatives through :func:`propagate_columns`, exact at degenerate spectra)."""
+    if renormalise is None:
+        renormalise = _normalise if W0.shape[-1] == 1 else _orthonormalise
+    ts = jnp.asarray(ts, dtype=float)
+    edges = jnp.clip(jax.lax.stop_gradient(jnp.ravel(jnp.asarray(edges, dtype=float))), ts[0], ts[-1])
+    grid = jnp.concatenate([ts, edges])
+    order = jnp.argsort(grid, stable=True)  # stable, ts first: ts[0] stays at position 0 (edges are >= ts[0])
+    points = grid[order]
+    starts, ends = points[:-1], points[1:]
+    hamiltonians = jax.vmap(H_at)((starts + ends) / 2)
 
-def _segmentwise(H, W0, ts, kappa, renormalise) -> jax.Array:
-    """Columns W(t) (T, d, r) of eq. 28 applied segment by segment (renormalised at each segment start)."""
-    starts, hamiltonians, index = pwc_segments(H, ts)
-    durations = np.diff(np.concatenate([starts, [float(concrete_value(ts)[-1])]]))
-
-    def step(W, segment):
-        Hk, duration = segment
+    def step(W, interval):
+        Hk, duration = interval
         W = renormalise(propagate_columns(Hk, W, duration[None], kappa)[0])
         return W, W
 
-    _, after = jax.lax.scan(step, W0, (hamiltonians[:-1], jnp.asarray(durations[:-1])))
-    at_starts = jnp.concatenate([W0[None], after])  # (K, d, r): the state at each segment's start
-    offsets = jnp.asarray(ts) - jnp.asarray(starts)[index]
-    propagate = jax.vmap(lambda Hk, W, dt: propagate_columns(Hk, W, dt[None], kappa)[0])
-    return jax.vmap(renormalise)(propagate(hamiltonians[index], at_starts[index], offsets))
+    W0 = renormalise(jnp.asarray(W0).astype(complex))
+    _, after = jax.lax.scan(step, W0, (hamiltonians, ends - starts))
+    at_points = jnp.concatenate([W0[None], after])  # W at every grid point
+    return at_points[jnp.argsort(order)[: ts.shape[0]]]  # the inverse permutation: where each ts[j] landed
+
+
+def evolve_columns(H, W0, ts, kappa, scale=1.0) -> jax.Array:
+    """Orthonormal columns (T, d, r) spanning e^{−iH_eff t}·range(W0) for the closed-form methods: H an
+    :class:`~qllg_jax.methods._operator.Operator` (constant: one propagation from ts[0]) or a piecewise-constant
+    :class:`~qllg_jax.drives.DrivenOperator` (:func:`segmentwise_columns` between its edges); ``scale`` multiplies H
+    (q-LL as rescaled q-LLG, :func:`~qllg_jax.methods.ket.projector_reduction`)."""
+    from .drives import DrivenOperator  # (import here: drives imports the methods, which import this module)
+
+    if isinstance(H, DrivenOperator):
+        return segmentwise_columns(lambda t: scale * H.matrix(t), H.discontinuity_ts, W0, ts, kappa)
+    W = propagate_columns(scale * H.matrix(), W0, ts - ts[0], kappa)
+    return _normalise(W) if W.shape[-1] == 1 else _orthonormalise(W)
+
+
+def _segmentwise(H, W0, ts, kappa, renormalise) -> jax.Array:
+    """:func:`segmentwise_columns` for a piecewise-constant :class:`~qllg_jax.drives.TimeDependent` H."""
+    return segmentwise_columns(H, H.discontinuity_ts, W0, ts, kappa, renormalise)

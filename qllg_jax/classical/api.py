@@ -45,9 +45,6 @@ def _key_batch_shape(key) -> tuple[int, ...] | None:
 @functools.wraps(llg.classical_llg)
 def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, noise="tree", brownian_tol=None,
                   **options):
-    if isinstance(model, TimeDependent):
-        raise TypeError("classical_llg: model is a driven Hamiltonian (q.TimeDependent); classical_llg does not take "
-                        "drives yet: pass the static SpinModel (solve(H_driven, ...) integrates the quantum dynamics)")
     thermal = {"key": key, "dt": dt, "noise": noise, "brownian_tol": brownian_tol}
     if temperature is None:
         given = [name for name in _THERMAL_ONLY if thermal[name] != {"noise": "tree"}.get(name)]
@@ -59,6 +56,9 @@ def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, 
     value = concrete_value(temperature)
     if value is not None and value == 0:
         return llg.classical_llg(model, m0, ts, alpha, **options)
+    if isinstance(model, TimeDependent):
+        raise TypeError("classical_llg: a driven model at temperature > 0 is not supported yet (the stochastic "
+                        "integrator takes a static SpinModel); drop temperature for the deterministic driven solve")
     unused = sorted(set(options) & {"rtol", "atol", "solver", "max_steps"})
     if unused:
         raise ValueError(f"{', '.join(unused)} apply to the deterministic solve only; at temperature > 0 the step is "

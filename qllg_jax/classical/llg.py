@@ -9,6 +9,12 @@ b_k = −(1/s_k) ∂E/∂m_k (:meth:`SpinModel.classical_field`, autodiff of the
 equivalent to Gilbert's form ṁ = m×b − α m×ṁ (eq. 1). Units are those of the model: energies in E0, times in
 ħ/E0 (a spin-1/2 in H = −b·S precesses at angular frequency |b|, exactly like its quantum Bloch vector; the paper's
 eq. 6). For physical inputs (tesla, meV, ps) convert with :class:`qllg_jax.units.Units`.
+
+Drives: ``model`` may be a driven H built from SpinModels (``H0 + q.pulses.field_drive(H0, pulse, b)``,
+``+ q.pulses.rotating_field(...)``, ``+ q.pwc(times, values, model_1)``): H(t) = H0 + Σ_k c_k(t) H_k, and since the
+classical energy is linear in the model's parameters the field is b_k(t) = b_k^{H0}(m) + Σ_j c_j(t) b_k^{H_j}(m) —
+a field pulse drives the classical spins with the same b(t) as the quantum ones. The step-size controller lands
+on the drive's edges and its short pulses' grids (as in :func:`~qllg_jax.solve`).
 """
 
 from __future__ import annotations
@@ -31,21 +37,59 @@ from .._checks import (
 )
 from .._failures import Failure, error_if_failed
 from .._options import DEFAULTS
+from ..drives import Constant, TimeCallable, TimeDependent, drive_times
 from ..hamiltonians import SpinModel, dimer_model
 from ..result import SolveError
 
 
-def llg_rhs(model: SpinModel, m: jax.Array, alpha) -> jax.Array:
-    """Right-hand side ṁ (N, 3) of the LL-form LLG for unit vectors ``m`` (N, 3) and damping α ≥ 0."""
-    b = model.classical_field(m)
+def effective_field(model, m: jax.Array, t=0.0) -> jax.Array:
+    """b_eff (N, 3) at time t: ``model.classical_field(m)`` for a SpinModel; for a driven H (a
+    :class:`~qllg_jax.TimeDependent` of SpinModel terms, see :func:`read_classical_model`) the sum of its terms'
+    fields weighted by their coefficients c_j(t) (1 for the constant terms)."""
+    if isinstance(model, SpinModel):
+        return model.classical_field(m)
+    fields = [(jnp.ones(()) if isinstance(term, Constant) else term.coefficient(t)) * term.operator_.classical_field(m)
+              for term in model.terms]
+    return sum(fields)
+
+
+def read_classical_model(model):
+    """``model`` checked for classical LLG: a SpinModel, or a driven H whose every term is a SpinModel (constant,
+    modulated or pwc) on the same sites, unbatched. Returns (model, number of sites)."""
+    if isinstance(model, SpinModel):
+        return model, model.n_sites
+    if not isinstance(model, TimeDependent):
+        raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model) or a driven H built from SpinModels, "
+                         f"got {type(model).__name__}")
+    for term in model.terms:
+        if isinstance(term, TimeCallable) or not isinstance(getattr(term, "operator_", None), SpinModel):
+            kind = "a timecallable matrix" if isinstance(term, TimeCallable) else "a dense matrix term"
+            raise TypeError(f"model: classical LLG needs every term of a driven H to be a SpinModel (a field or "
+                            f"coupling on the model's sites, e.g. q.pulses.field_drive(H0, pulse, b)); got {kind} "
+                            f"({type(term).__name__}), which has no classical energy")
+    if model.batch_shape:
+        raise ValueError(f"model: a driven H with batch axes {model.batch_shape} (pwc values or pulse parameters with "
+                         "leading axes); map classical_llg over the drive parameter with jax.vmap")
+    return model, len(model.spins)
+
+
+def llg_rhs(model, m: jax.Array, alpha, t=0.0) -> jax.Array:
+    """Right-hand side ṁ (N, 3) of the LL-form LLG for unit vectors ``m`` (N, 3), damping α ≥ 0 and a SpinModel
+    or driven ``model`` (evaluated at time ``t``)."""
+    b = effective_field(model, m, t)
     precession = jnp.cross(m, b)
     return (precession - alpha * jnp.cross(m, precession)) / (1 + alpha**2)
 
 
 @eqx.filter_jit
-def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
-    """m(t) at ts (T, N, 3), the failure code (0 = success; a :class:`~qllg_jax._failures.Failure`) and the time reached."""
-    term = diffrax.ODETerm(lambda t, m, args: llg_rhs(args[0], m, args[1]))
+def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps, times=(None, None)):
+    """m(t) at ts (T, N, 3), the failure code (0 = success; a :class:`~qllg_jax._failures.Failure`) and the time
+    reached; ``times``: (jump_ts, step_ts) of a driven model (:func:`~qllg_jax.drives.drive_times`)."""
+    term = diffrax.ODETerm(lambda t, m, args: llg_rhs(args[0], m, args[1], t))
+    controller = diffrax.PIDController(rtol=rtol, atol=atol)
+    jump_ts, step_ts = times
+    if jump_ts is not None or step_ts is not None:
+        controller = diffrax.ClipStepSizeController(controller, step_ts=step_ts, jump_ts=jump_ts)
     sol = diffrax.diffeqsolve(
         term,
         solver,
@@ -55,7 +99,7 @@ def _integrate(model, m0, ts, alpha, solver, rtol, atol, max_steps):
         y0=m0,
         args=(model, alpha),
         saveat=diffrax.SaveAt(subs=[diffrax.SubSaveAt(ts=ts), diffrax.SubSaveAt(t1=True, fn=lambda t, y, args: t)]),
-        stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
+        stepsize_controller=controller,
         max_steps=max_steps,
         throw=False,
     )
@@ -95,7 +139,7 @@ def _check_m0(m0, n_sites: int):
 
 
 def classical_llg(
-    model: SpinModel,
+    model,
     m0,
     ts,
     alpha,
@@ -108,7 +152,9 @@ def classical_llg(
     """Integrate classical LLG for the model's N spins from ``m0`` and save unit vectors at ``ts``.
 
     Args:
-        model: the :class:`~qllg_jax.SpinModel` (Zeeman, exchange, DMI, anisotropy; energies in E0).
+        model: the :class:`~qllg_jax.SpinModel` (Zeeman, exchange, DMI, anisotropy; energies in E0), or a driven H
+            of SpinModel terms (``H0 + q.pulses.field_drive(H0, pulse, b)``, rotating fields, ``q.pwc`` of a
+            SpinModel): the field then follows the drive (see the module docstring).
         m0: initial directions, shape (N, 3) (normalised here).
         ts: save times (T,), strictly increasing, in ħ/E0; integration starts at ts[0].
         alpha: Gilbert damping α ≥ 0 (dimensionless).
@@ -125,14 +171,19 @@ def classical_llg(
         integration stopped early (max_steps reached, step size collapsed), with the time reached and a hint;
         inside ``jax.jit``/``vmap`` the same failure is a runtime error whose last line is this message.
     """
-    if not isinstance(model, SpinModel):
-        raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
-    m0 = _check_m0(m0, model.n_sites)
+    model, n_sites = read_classical_model(model)
+    m0 = _check_m0(m0, n_sites)
     ts = check_times(ts)
+    times = (None, None)
+    if isinstance(model, TimeDependent):
+        grid = concrete_value(ts)
+        if grid is not None:
+            model.check(np.asarray(grid))  # f(t) finite on the save grid, before compute
+        times = drive_times(model)
     alpha = check_kappa(alpha, "alpha")
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
-    ms, code, t_reached = _integrate(model, m0, ts, alpha, check_solver(solver), rtol, atol, max_steps)
+    ms, code, t_reached = _integrate(model, m0, ts, alpha, check_solver(solver), rtol, atol, max_steps, times)
     return _check_failure(ms, code, t_reached, ts, max_steps)
 
 

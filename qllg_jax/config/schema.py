@@ -17,7 +17,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .._checks import SOLVER_NAMES
+from .._checks import SOLVER_NAMES, check_spin
+from .._options import SolveOptions
 from ..equations import EQUATIONS
 from ..methods import METHODS
 from ..states import BELL_STATES
@@ -103,10 +104,10 @@ class Spin:
     def check(self, value, key: str) -> float:
         if not _is_number(value):
             raise ConfigError(f"{key}: must be a number, got {_describe(value)}")
-        two_s = 2 * float(value)
-        if not (math.isfinite(two_s) and two_s > 0 and abs(two_s - round(two_s)) < 1e-12):
-            raise ConfigError(f"{key}: must be a positive multiple of 1/2, got {value!r}")
-        return round(two_s) / 2
+        try:  # the one spin predicate (qllg_jax._checks); the config error names the key
+            return check_spin(value, key)
+        except ValueError:
+            raise ConfigError(f"{key}: must be a positive multiple of 1/2, got {value!r}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -384,9 +385,9 @@ SCHEMA: dict[str, Table] = {
             "equation": Key(Choice(tuple(EQUATIONS)), "qllg", doc="the equation of motion"),
             "method": Key(Choice(tuple(METHODS)), "auto", doc="solve's method (auto picks closed forms where they apply)"),
             "solver": Key(Choice(tuple(SOLVER_NAMES), ignore_case=True), None, doc="diffrax solver (default: chosen by the method)"),
-            "rtol": Key(Number(0, exclusive_minimum=True), 1e-8, doc="relative tolerance of the adaptive step"),
-            "atol": Key(Number(0, exclusive_minimum=True), 1e-10, doc="absolute tolerance of the adaptive step"),
-            "max_steps": Key(Number(1, integer=True), 100_000, doc="steps before a run stops with 'max_steps reached'"),
+            "rtol": Key(Number(0, exclusive_minimum=True), SolveOptions.rtol, doc="relative tolerance of the adaptive step"),
+            "atol": Key(Number(0, exclusive_minimum=True), SolveOptions.atol, doc="absolute tolerance of the adaptive step"),
+            "max_steps": Key(Number(1, integer=True), SolveOptions.max_steps, doc="steps before a run stops with 'max_steps reached'"),
         },
         required=True,
         exactly_one=((("t_end", "times"), ()),),

@@ -4,14 +4,13 @@ r"""The exact method: pure states in closed form (paper eq. 28), no time steppin
           \qquad H_\mathrm{eff} = (1 - i\kappa)H/(1 + \kappa^2)
 
 with one eigendecomposition of the dense H (D ≲ 256). q-LL and von Neumann through
-:func:`~qllg_jax.methods.ket.projector_reduction`.
+:func:`~qllg_jax.methods.ket.projector_reduction`. A piecewise-constant driven H (constant + ``pwc`` terms): the
+same formula interval by interval between the drive's edges (:func:`~qllg_jax.exact.segmentwise_columns`).
 """
 
 from __future__ import annotations
 
-import jax.numpy as jnp
-
-from ..exact import propagate_columns
+from ..exact import evolve_columns
 from .ket import Ket, projector_reduction
 
 
@@ -24,5 +23,4 @@ class Exact(Ket):
 
     def evolve(self, psi0, H, kappa, aux, ts, equation: str):
         scale, kappa_eff = projector_reduction(equation, kappa)
-        psi = propagate_columns(scale * H.matrix(), psi0[:, None], ts - ts[0], kappa_eff)[..., 0]
-        return psi / jnp.linalg.norm(psi, axis=-1, keepdims=True)
+        return evolve_columns(H, psi0[:, None], ts, kappa_eff, scale)[..., 0]

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import (
+    TOL,
     as_array,
     check_finite,
     concrete_value,
@@ -56,9 +57,9 @@ class LowRankState(eqx.Module):
             if not (np.all(np.isfinite(frame)) and np.all(np.isfinite(weights))):
                 raise ValueError("LowRankState contains NaN or inf")
             gram_error = np.max(np.abs(frame.conj().T @ frame - np.eye(frame.shape[1])))
-            if gram_error > 1e-8:
+            if gram_error > TOL.state:
                 raise ValueError(f"LowRankState.frame columns are not orthonormal: max |U†U - 1| = {gram_error:.3g}")
-            if np.any(weights <= 0) or abs(np.sum(weights) - 1) > 1e-8:
+            if np.any(weights <= 0) or abs(np.sum(weights) - 1) > TOL.state:
                 raise ValueError(f"LowRankState.weights must be positive and sum to 1, got {weights}")
 
     @property

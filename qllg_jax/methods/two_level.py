@@ -2,7 +2,8 @@ r"""The two-level method: ϱ = a𝟙 + bP (two distinct eigenvalues, e.g. Werner
 
 Since [ϱ, ·] = b[P, ·], ϱ(t) = a𝟙 + bP(t) where the projector P evolves under q-LLG with κ → κb, i.e. by
 eq. 28 applied to its range: range P(t) = e^{−iH_eff t} range P(0) (:func:`~qllg_jax.exact.projector_exact`).
-a, b and range P(0) come from one host eigendecomposition of ϱ0; D ≲ 256 (dense H).
+a, b and range P(0) come from one host eigendecomposition of ϱ0; D ≲ 256 (dense H). A piecewise-constant
+driven H: the projector's range interval by interval (:func:`~qllg_jax.exact.segmentwise_columns`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linalg import dagger, matmul
-from ..exact import propagate_columns
+from ..exact import evolve_columns
 from .dense import Dense
 from .initial_state import RANK_TOL, InitialState
 from .ket import projector_reduction
@@ -39,11 +40,6 @@ class TwoLevel(Dense):
 
     def evolve(self, rho0, H, kappa, aux, ts, equation: str):
         scale, kappa_eff = projector_reduction(equation, kappa, aux["b"])
-        columns = propagate_columns(scale * H.matrix(), aux["range"], ts - ts[0], kappa_eff)
-        if columns.shape[-1] == 1:  # rank 1 (e.g. Werner p > 0): normalise, no QR per time
-            column = columns[..., 0] / jnp.linalg.norm(columns[..., 0], axis=-1, keepdims=True)
-            projector = column[..., :, None] * jnp.conj(column[..., None, :])
-        else:
-            q, _ = jnp.linalg.qr(columns)
-            projector = matmul(q, dagger(q))
+        q = evolve_columns(H, aux["range"], ts, kappa_eff, scale)  # orthonormal (normalised when rank 1: no QR)
+        projector = matmul(q, dagger(q))
         return aux["a"] * jnp.eye(rho0.shape[-1]) + aux["b"] * projector
