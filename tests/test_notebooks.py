@@ -35,7 +35,6 @@ def test_pulse_design_notebook_executes_and_its_physics_holds(monkeypatch):
         "import json\nprint('CHECK' + json.dumps({'design': [dict(state=s, kappa=k, **v) for (s, k), v in "
         "results.items()], 'widths': widths}))"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
     client = nbclient.NotebookClient(notebook, timeout=900, kernel_name="python3",
                                      resources={"metadata": {"path": str(ROOT / "notebooks")}})
     client.execute()
