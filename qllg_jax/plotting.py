@@ -182,23 +182,40 @@ def _vector_panel(ax, ts, value):
     ax.plot([], [], color=cmap(1.0), label=f"site {n - 1}")
 
 
-def observables_figure(ts, values: dict, *, units=None, title: str = ""):
-    """One panel per observable of a ``qllg run`` (legends, y-labels, units); returns the Figure.
+DRIVE_LABEL = "drive field"
+
+
+def observables_figure(ts, values: dict, *, units=None, title: str = "", drive=None):
+    """One panel per observable of a ``qllg run`` (legends, y-labels, units) and, for a driven run, a last panel
+    with the drive field under the response; returns the Figure.
 
     Args:
         ts: save times (T,) in ħ/E0.
         values: dict name → array (T, ...) in config order (bloch/spin (T, N, 3), correlation (T, 3, 3), scalars (T,)).
         units: the config's :class:`~qllg_jax.units.Units` for a physical-unit config: times are drawn in ps and
             energies in meV; None: ħ/E0 and E0.
+        drive: (times (T',) in ħ/E0, the drive field (T', N, 3) at them) — in tesla when ``units`` is given (B),
+            else in E0 (b of H ⊃ −b·S) —, sampled finer than the save times so that a carrier is drawn without
+            aliasing; None: no drive panel.
     """
     ts = np.asarray(ts)
     if units is not None:
         ts, time_label, energy_unit, energy_scale = np.asarray(units.time_to_ps(ts)), "$t$ (ps)", "meV", units.energy_meV
     else:
         time_label, energy_unit, energy_scale = r"$t$ ($\hbar/E_0$)", "$E_0$", 1.0
+    if drive is not None:
+        drive_ts = np.asarray(drive[0]) if units is None else np.asarray(units.time_to_ps(np.asarray(drive[0])))
+        values = {**values, DRIVE_LABEL: np.asarray(drive[1])}
     fig, axes = plt.subplots(len(values), 1, figsize=(8, 1.2 + 2.1 * len(values)), sharex=True, squeeze=False)
     for ax, (name, value) in zip(axes[:, 0], values.items()):
         value = np.asarray(value)
+        if name == DRIVE_LABEL and drive is not None:
+            _vector_panel(ax, drive_ts, value)
+            ax.set_ylabel(r"drive $\mathbf{B}_k(t)$ (T)" if units is not None else r"drive $\mathbf{b}_k(t)$ ($E_0$)",
+                          fontsize=9)
+            ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+            ax.grid(alpha=0.3)
+            continue
         label = OBSERVABLE_LABELS.get(name, name)
         if name in ENERGY_OBSERVABLES:
             value, label = value * energy_scale, f"{label} ({energy_unit})"
@@ -229,8 +246,8 @@ def observables_figure(ts, values: dict, *, units=None, title: str = ""):
     return fig
 
 
-def plot_observables(ts, values: dict, path, *, units=None, title: str = "") -> None:
+def plot_observables(ts, values: dict, path, *, units=None, title: str = "", drive=None) -> None:
     """:func:`observables_figure` written to a PNG at ``path``."""
-    fig = observables_figure(ts, values, units=units, title=title)
+    fig = observables_figure(ts, values, units=units, title=title, drive=drive)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)

@@ -481,9 +481,6 @@ def test_driven_solve_bad_inputs():
         q.classical_llg(model + q.modulated(jnp.sin, Z2), m0, ts, 0.5)
     with pytest.raises(TypeError, match="temperature > 0"):
         q.classical_llg(driven_model, m0, ts, 0.5, temperature=0.1, key=jax.random.key(0))
-    with pytest.raises(TypeError, match="does not take drives yet"):
-        q.sweep_solve(lambda a: H0 + q.modulated(lambda t: a * jnp.sin(t), X1), psi0, ts, 0.5,
-                      params={"a": np.array([0.0, 1.0])})
     with pytest.raises(ValueError, match="H is not Hermitian|not Hermitian"):  # timecallable checked on the grid
         q.solve(q.timecallable(lambda t: t * jnp.asarray(np.triu(np.ones((4, 4))))), psi0, ts, 0.5)
 

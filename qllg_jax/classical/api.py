@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import functools
 
-import jax
 import numpy as np
 
 from .._checks import concrete_value
 from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg
-from ..thermal.noise import check_temperature
+from ..thermal.noise import check_temperature, key_batch_shape
 
 _THERMAL_ONLY = ("key", "dt", "noise", "brownian_tol")
 
@@ -28,18 +27,6 @@ _THERMAL_DOC = """
             Brownian path (``"tree"``: steps h and h/2 see one path; ``"steps"``: one draw per step) and the
             tree's resolution. rtol/atol/solver/max_steps apply to the deterministic solve only.
 """
-
-
-def _key_batch_shape(key) -> tuple[int, ...] | None:
-    """Leading batch axes of a batch of keys, () for one key, None when ``key`` is not an array of keys."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is None:
-        return None
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return tuple(np.shape(key))
-    if np.dtype(dtype) == np.uint32 and np.ndim(key) >= 1 and np.shape(key)[-1] == 2:
-        return tuple(np.shape(key)[:-1])
-    return None
 
 
 @functools.wraps(llg.classical_llg)
@@ -65,13 +52,13 @@ def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, 
                          "fixed (pass dt)")
     if options:
         raise TypeError(f"classical_llg got unexpected keyword arguments {sorted(options)}")
-    batch = _key_batch_shape(key)
+    batch = key_batch_shape(key)
     run = lambda k: stochastic_llg(model, m0, ts, alpha, temperature=temperature, key=k, dt=dt, noise=noise,  # noqa: E731
                                    brownian_tol=brownian_tol)
     if not batch:
         return run(key)
     flat = key.reshape((-1,) + tuple(np.shape(key))[len(batch):])
-    out = jax.vmap(run)(flat)
+    out = run(flat)  # one ensemble: the trajectories are the minor axis inside the stepper
     return out.reshape(batch + out.shape[1:])
 
 

@@ -19,10 +19,14 @@ the Lie algebra so(3)^N:
 .. math:: \mathbf m^* = R(\Theta(\mathbf m_n))\,\mathbf m_n,\qquad
           \mathbf m_{n+1} = R\big(\tfrac12[\Theta(\mathbf m_n) + \Theta(\mathbf m^*)]\big)\,\mathbf m_n
 
-(R = Rodrigues' rotation, the same ΔW in both stages). Every step is a rotation, so |m_k| = 1 to round-off
-(no renormalisation). Consistent with Stratonovich calculus; strong order 1/2 (the noise is not commutative:
+(R = :func:`~qllg_jax.thermal.lie.rational_rotate`, an exact rotation equal to the exponential map to O(|Θ|³), the same
+ΔW in both stages). Every step is a rotation, so |m_k| = 1 to round-off (no renormalisation). Consistent with Stratonovich calculus; strong order 1/2 (the noise is not commutative:
 Lévy areas are not sampled), deterministic order 2 (τ = 0). Fixed step, checked against the fastest precession
 (:func:`qllg_jax.thermal.noise.check_step`).
+
+Implementation: the classical energy is quadratic in m, so b(m) = b⁰ + A m exactly (b⁰ = b(0), A = ∂b/∂m, taken once);
+the state is kept as three component arrays (N, *K) with the trajectories (K) last and contiguous, and a batch of
+keys runs as one ensemble (``noise="steps"``: counter-based Threefry draws, :class:`~qllg_jax.thermal.noise.StepNoise`).
 """
 
 from __future__ import annotations
@@ -34,10 +38,12 @@ import numpy as np
 
 from .._checks import check_kappa, concrete_value
 from ..hamiltonians import SpinModel
-from ..thermal.lie import rotate
+from ..thermal.lie import cross, rational_rotate
 from ..thermal.noise import (
     brownian_noise,
     check_noise_key,
+    key_batch_shape,
+    materialise,
     check_step,
     check_temperature,
     host_times,
@@ -69,23 +75,66 @@ def precession_bound(model: SpinModel) -> float | None:
     return float(np.max(bound))
 
 
-def _rotation_vector(model, m, dw, sigma, h, alpha):
-    """Θ(m) (N, 3) of the module docstring for the step h and noise increments dw (N, 3)."""
-    b = model.classical_field(m) * h + sigma[:, None] * dw
-    return (-b + alpha * jnp.cross(m, b)) / (1 + alpha**2)
+UNROLL_SITES = 8
+"""Up to this many sites b⁰ + A m is written out term by term (fused with the step); above, one contraction."""
 
 
-def heun_step(model, m, h, dw, sigma, alpha):
-    """One stochastic Heun step in so(3)^N (module docstring); m (N, 3) unit vectors → m (N, 3)."""
-    theta0 = _rotation_vector(model, m, dw, sigma, h, alpha)
-    predictor = rotate(theta0, m)
-    theta1 = _rotation_vector(model, predictor, dw, sigma, h, alpha)
-    return rotate(0.5 * (theta0 + theta1), m)
+class AffineField(eqx.Module):
+    """b_k(m) = b⁰_k + Σ_l A_kl m_l (exact: the classical energy is quadratic in m). b0 (N, 3), A (N, 3, N, 3);
+    ``terms``: the (a, l, c) with a non-zero column A[:, a, l, c] (all of them when A is traced)."""
+
+    b0: jax.Array
+    A: jax.Array
+    terms: tuple[tuple[int, int, int], ...] = eqx.field(static=True)
+
+    def __call__(self, m):
+        """b(m) for component arrays m = (mx, my, mz), each (N, *K); returns the same layout."""
+        n = self.b0.shape[0]
+        lead = lambda v: v.reshape(v.shape + (1,) * (m[0].ndim - 1))  # noqa: E731  (N,) -> (N, 1, ...)
+        if n > UNROLL_SITES:
+            stacked = jnp.stack(m, axis=1)  # (N, 3, *K)
+            field = jnp.einsum("kalc,lc...->ka...", self.A, stacked) + self.b0.reshape(self.b0.shape + (1,) * (m[0].ndim - 1))
+            return tuple(field[:, a] for a in range(3))
+        out = [lead(self.b0[:, a]) for a in range(3)]
+        for a, l, c in self.terms:
+            out[a] = out[a] + lead(self.A[:, a, l, c]) * m[c][l]
+        return tuple(jnp.broadcast_to(o, m[0].shape) for o in out)
+
+
+def affine_field(model: SpinModel) -> AffineField:
+    zero = jnp.zeros((model.n_sites, 3))
+    b0 = model.classical_field(zero)
+    A = jax.jacfwd(model.classical_field)(zero)
+    value = concrete_value(A)
+    n = model.n_sites
+    mask = np.ones((3, n, 3), bool) if value is None else np.any(value != 0, axis=0)
+    terms = tuple((a, l, c) for a in range(3) for l in range(n) for c in range(3) if mask[a, l, c])
+    return AffineField(b0, A, terms)
+
+
+def _rotation_vector(field, m, kick, h, alpha):
+    """Θ(m) of the module docstring, component tuples (N, *K): B = b(m) h + σ ΔW, Θ = (−B + α m×B)/(1 + α²)."""
+    b = tuple(f * h + k for f, k in zip(field(m), kick))
+    turn = cross(m, b)
+    return tuple((alpha * t - x) / (1 + alpha**2) for t, x in zip(turn, b))
+
+
+def heun_step(field, m, h, dw, sigma, alpha, one):
+    """One stochastic Heun step in so(3)^N (module docstring) on component tuples m (N, *K), dw (N, 3, *K)."""
+    scale = sigma.reshape(sigma.shape + (1,) * (dw.ndim - 2))
+    kick = materialise(tuple(scale * dw[:, a] for a in range(3)), one)
+    theta0 = materialise(_rotation_vector(field, m, kick, h, alpha), one)
+    predictor = materialise(rational_rotate(theta0, m), one)
+    theta1 = _rotation_vector(field, predictor, kick, h, alpha)
+    mean = materialise(tuple(0.5 * (a + b) for a, b in zip(theta0, theta1)), one)
+    return rational_rotate(mean, m)
 
 
 @eqx.filter_jit
-def _integrate(model, m0, alpha, sigma, noise, grid):
-    return integrate_fixed(lambda m, t, h, dw: heun_step(model, m, h, dw, sigma, alpha), m0, noise, grid)
+def _integrate(field, m0, alpha, sigma, noise, grid):
+    """m0 components (N, *K) → m(t) (T, N, *K, 3)."""
+    step = lambda m, t, h, dw, one: heun_step(field, m, h, dw, sigma, alpha, one)  # noqa: E731
+    return jnp.stack(integrate_fixed(step, m0, noise, grid), axis=-1)
 
 
 def stochastic_llg(
@@ -108,9 +157,11 @@ def stochastic_llg(
         ts: save times (T,), strictly increasing, known on the host; ħ/E0.
         alpha: Gilbert damping α ≥ 0.
         temperature: τ = k_B T ≥ 0 in E0 (scalar; vmap over it for several).
-        key: the trajectory's ``jax.random`` key (required at τ > 0); same key ⇒ the same path, bit for bit.
+        key: the trajectory's ``jax.random`` key (required at τ > 0); same key ⇒ the same path, bit for bit. A batch
+            of keys (K,) runs K trajectories as one ensemble (fast with ``noise="steps"``) → m(t) (K, T, N, 3).
         dt: fixed step (ħ/E0); default: precession ≤ 0.05 rad and rms noise rotation ≤ 0.25 rad per step.
-        noise: ``"tree"`` (VirtualBrownianTree: h and h/2 see the same path) or ``"steps"`` (one draw per step).
+        noise: ``"tree"`` (VirtualBrownianTree: h and h/2 see the same path) or ``"steps"`` (one counter-based draw
+            per step: the fast choice for ensembles).
         brownian_tol: the tree's resolution (default min((t1 − t0)/2^16, dt/2)); the path depends on it.
 
     Returns:
@@ -121,7 +172,10 @@ def stochastic_llg(
     if not isinstance(model, SpinModel):
         raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
     temperature = check_temperature(temperature)
-    key = check_noise_key(key, temperature)
+    batch = key_batch_shape(key)
+    if batch and len(batch) != 1:
+        raise ValueError(f"key must be one key or a 1-D batch of keys, got a batch of shape {batch}")
+    key = key if batch else check_noise_key(key, temperature)
     m0 = _check_m0(m0, model.n_sites)
     ts = host_times(ts)
     alpha = check_kappa(alpha, "alpha")
@@ -130,5 +184,17 @@ def stochastic_llg(
     rate = precession_bound(model)
     dt = check_step(dt, rate, None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "model")
     grid = time_grid(ts, dt)
+    field = affine_field(model)
+    sigma = jnp.asarray(sigma, dtype=float)
+    if batch and noise == "tree":  # one Brownian tree per key
+        run = lambda k: _integrate(field, _components(m0, ()), alpha, sigma,  # noqa: E731
+                                   brownian_noise(noise, k, ts, (model.n_sites, 3), dt, brownian_tol), grid)
+        return jax.vmap(run)(key)
     source = brownian_noise(noise, key, ts, (model.n_sites, 3), dt, brownian_tol)
-    return _integrate(model, m0, alpha, sigma, source, grid)
+    m = _integrate(field, _components(m0, batch), alpha, sigma, source, grid)  # (T, N, *K, 3)
+    return jnp.moveaxis(m, 2, 0) if batch else m
+
+
+def _components(m0, batch):
+    return tuple(jnp.broadcast_to(m0[:, a].reshape((-1,) + (1,) * len(batch)), m0.shape[:1] + tuple(batch))
+                 for a in range(3))

@@ -4,6 +4,9 @@ Writes ``observables.csv`` (column ``t_hbar_per_E0``, ``t_ps`` for physical-unit
 components in config order; energies as ``energy_E0``, or ``energy_meV`` for physical-unit configs, in the plot's
 unit), ``run.json`` (the config, the package version, solver statistics, invariant
 diagnostics, ``"written_by": "qllg run"``) and ``observables.png`` (one panel per observable; unless --no-plot).
+With ``[[drive]]`` tables the CSV ends with the drive field on every site, ``b_<site>_<x|y|z>_T`` (tesla, for
+physical-unit configs) or ``b_<site>_<x|y|z>_E0`` (b of H ⊃ −b·S), the plot draws it in a last panel under the
+response, and ``run.json`` lists the drives under ``"drives"`` (their tables and numbers in solver units).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ TIME_COLUMN = "t_hbar_per_E0"
 ENERGY_OBSERVABLES = ("energy", "passive_energy")  # the observables with the unit of energy (as in the plot)
 FILES = ("run.json", "observables.csv", "observables.png")
 CLOSED_FORMS = ("exact", "two_level")
+DRIVE_PLOT_POINTS = 4001
+"""Times at which the plot draws the drive field (the CSV has it at the save times)."""
 
 HELP = """\
 Run the q-LLG dynamics of a system described in a TOML file and write CSV + JSON (+ PNG).
@@ -37,6 +42,9 @@ Tables:
   [output]         observables = bloch, spin, energy, purity, entropy, passive_energy, and for two spin-1/2
                    sites only: correlation, bell_nonlocality, concurrence
   [units]          optional, see Units
+  [[drive]]        optional, any number: field drives (shape = gaussian | rectangular | cosine | sine | chirp |
+                   rotating, direction, amplitude, centre/width, start/stop/rise, frequency, phase, sites); the
+                   CSV gets the drive field columns b_<site>_<x|y|z>_T (or _E0) and the plot a drive panel
 
 Units: by default energies and fields are in E0 and times in hbar/E0 (hbar = 1). With [units] kind = "physical",
 fields are in tesla (g = 2), exchange/DMI/anisotropy in meV, temperatures in K and times in ps
@@ -102,6 +110,23 @@ def flatten_observables(values: dict) -> dict[str, np.ndarray]:
     return columns
 
 
+def _drive_columns(system, ts):
+    """(CSV columns, their units, (times, (T', N, 3) field) for the plot, or None) of the drive field of a driven system:
+    b_<site>_<axis>_T in tesla (B = b/(g mu_B/E0), g = 2) for physical-unit configs, else _E0 (b of H ⊃ −b·S)."""
+    if system.drive is None:
+        return {}, {}, None
+    import numpy as np
+
+    from ..config.drives import drive_field
+
+    scale = 1.0 if system.units is None else 1.0 / system.units.field(1.0)
+    unit = "E0" if system.units is None else "T"
+    field = drive_field(system.H, ts) * scale
+    columns = {f"b_{k}_{a}_{unit}": field[:, k, i] for k in range(field.shape[1]) for i, a in enumerate(_AXES)}
+    fine = np.linspace(ts[0], ts[-1], max(len(ts), DRIVE_PLOT_POINTS))  # the plot resolves the carrier
+    return columns, dict.fromkeys(columns, unit), (fine, drive_field(system.H, fine) * scale)
+
+
 def _describe(system) -> str:
     model = system.model
     spins = sorted(set(model.spins))
@@ -151,6 +176,9 @@ def run(args) -> int:
             part, unit = flatten_observables({name: value}), "1"
         columns.update(part)
         column_units.update(dict.fromkeys(part, unit))
+    drive_part, drive_units, drive_plot = _drive_columns(system, ts)
+    columns.update(drive_part)
+    column_units.update(drive_units)
     success = bool(np.all(np.asarray(result.success)))
     failure = int(np.max(np.asarray(result.stats["failure"]))) if "failure" in result.stats else 0
     write_csv(out / "observables.csv", {**head, **columns})
@@ -170,6 +198,10 @@ def run(args) -> int:
         "diagnostics": result.diagnostics().as_dict() if success else None,
         "columns": list(head) + list(columns),
     }
+    if system.drives:
+        from ..config.drives import describe_drives
+
+        meta["drives"] = describe_drives(system.drives, system.units)
     write_json(out / "run.json", meta)
     if not args.no_plot:
         import matplotlib
@@ -177,7 +209,8 @@ def run(args) -> int:
         matplotlib.use("Agg")  # headless: files only
         from ..plotting import plot_observables
 
-        plot_observables(ts, values, out / "observables.png", units=system.units, title=f"qllg run {Path(args.config).name}")
+        plot_observables(ts, values, out / "observables.png", units=system.units, title=f"qllg run {Path(args.config).name}",
+                         drive=drive_plot)
     status(f"qllg run: wrote {out}/observables.csv, run.json" + ("" if args.no_plot else ", observables.png"))
     if not success:
         reached = result.stats.get("t_reached")

@@ -23,7 +23,9 @@ Run a parameter sweep described by a `qllg run` config plus a [sweep] table, int
     "dynamics.kappa" = [0.1, 0.5]
 
 Sweepable: system couplings (field, exchange, dmi, anisotropy, the dimer's B, J, D), [initial_state]
-parameters (e.g. a Werner p, a thermal beta) and dynamics.kappa; everything else is shared by all points.
+parameters (e.g. a Werner p, a thermal beta), dynamics.kappa and the numbers of a [[drive]]
+("drive.0.frequency_GHz", "drive.0.amplitude_T", ...: a resonance curve is one sweep); everything else is
+shared by all points.
 Units as in the config (`qllg config reference`). The output (default: CONFIG.h5) holds /params/<dotted key>,
 /outputs/observables/<name> (P, T, ...) and the energy Tr(rho H) as /outputs/invariants/energy (P, T), in E0.
 Rerunning the same command resumes an interrupted sweep. Exit status: 0 all points succeeded, 3 some failed

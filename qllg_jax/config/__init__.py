@@ -1,7 +1,7 @@
 r"""TOML description of a spin system for ``qllg run`` and ``qllg sweep``.
 
 A config file has the tables ``[system]``, ``[initial_state]``, ``[dynamics]``, ``[output]``, an optional
-``[units]`` and, for ``qllg sweep``, ``[sweep]``::
+``[units]``, any number of ``[[drive]]`` field drives (:mod:`.drives`) and, for ``qllg sweep``, ``[sweep]``::
 
     [system]                # exactly one of: spins (+ bonds), chain = n, dimer = {...}
     dimer = { B = [1.0, 0.0, 0.0], J = 1.0, D = [0.0, 0.0, 0.6], spin = 0.5 }   # the paper's eq. 8

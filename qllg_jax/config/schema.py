@@ -501,8 +501,8 @@ def validate(config) -> dict:
     if not isinstance(config, Mapping):
         raise ConfigError(f"config: must be a dict of tables, got {_describe(config)}")
     for name in config:
-        if name not in SCHEMA:
-            close = difflib.get_close_matches(str(name), list(SCHEMA), n=1)
+        if name not in SCHEMA and name not in TABLE_ARRAYS:
+            close = difflib.get_close_matches(str(name), list(SCHEMA) + list(TABLE_ARRAYS), n=1)
             hint = f"did you mean [{close[0]}]?" if close else f"tables: {', '.join(f'[{t}]' for t in SCHEMA)}"
             raise ConfigError(f"config: unknown table [{name}]; {hint}")
     out = {}
@@ -513,6 +513,7 @@ def validate(config) -> dict:
             raise ConfigError(f"config: needs a [{name}] table ({table.doc or 'see qllg config reference'})")
         elif REQUIRED not in [key.default for key in table.keys.values()]:
             out[name] = validate_table(table, {})
+    out.update(_validate_table_arrays(config, out))
     if out["dynamics"].get("times") is not None:
         for key in ("t_start", "n_save"):
             if key in config["dynamics"]:
@@ -521,8 +522,11 @@ def validate(config) -> dict:
 
 
 def key_spec(dotted: str) -> tuple[Key, str]:
-    """The :class:`Key` of a dotted config key (``system.dimer.J``) and the part after it (a vector index, or "")."""
+    """The :class:`Key` of a dotted config key (``system.dimer.J``, ``drive.0.frequency_GHz``) and the part after
+    it (a vector index, or "")."""
     parts = dotted.split(".")
+    if parts[0] in TABLE_ARRAYS:
+        return _array_key_spec(dotted, parts)
     table = SCHEMA.get(parts[0])
     if table is None:
         raise ConfigError(f"{dotted}: unknown table [{parts[0]}]")
@@ -561,6 +565,8 @@ def _unit_text(key: Key) -> str:
     e0, physical = key.unit
     if not e0 and not physical:
         return ""
+    if not physical:
+        return e0
     if e0 == physical or not e0:
         return physical
     return f"{e0} | {physical}"
@@ -607,6 +613,10 @@ def reference() -> str:
     for name, table in SCHEMA.items():
         lines.extend(_table_lines(table, name))
         lines.append("")
+    for name, table in TABLE_ARRAYS.items():
+        lines.extend(_table_lines(table, f"[{name}]"))
+        lines.extend(textwrap.wrap(TABLE_ARRAY_NOTES[name], 110, initial_indent="  ", subsequent_indent="  "))
+        lines.append("")
     lines.append("[output] observables:")
     width = max(map(len, OBSERVABLE_DOCS))
     lines.extend(f"  {name:<{width}}  {doc}" for name, doc in OBSERVABLE_DOCS.items())
@@ -617,6 +627,44 @@ def reference() -> str:
         "beta in 1/meV, temperature_K in kelvin, times in ps; E0 = mu_B * b0_tesla (CODATA constants from scipy).",
         "qllg sweep: [sweep.parameters] keys are dotted config keys; a trailing integer indexes a list",
         '("system.dimer.D.2" is D_z). Swept: [system] couplings (field, exchange, dmi, anisotropy, dimer B/J/D),',
-        "[initial_state] parameters and dynamics.kappa; everything else is shared by all points.",
+        "[initial_state] parameters, dynamics.kappa and the numbers of a [[drive]] (\"drive.0.frequency_GHz\");",
+        "everything else is shared by all points.",
     ]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------ arrays of tables ([[drive]])
+# The array tables live in their own modules (config/drives.py); these hooks are all schema.py knows of them.
+
+TABLE_ARRAYS: dict[str, Table] = {}
+"""name → the :class:`Table` of each element of a TOML array of tables (``[[drive]]``), filled below."""
+TABLE_ARRAY_NOTES: dict[str, str] = {}
+
+
+def _validate_table_arrays(config: Mapping, out: Mapping) -> dict:
+    """The validated arrays of tables (``drive``: a list, empty when absent), given the validated tables ``out``."""
+    from .drives import validate_drives
+
+    return {"drive": validate_drives(config.get("drive", []), out["units"]["kind"] == "physical")}
+
+
+def _array_key_spec(dotted: str, parts: list[str]) -> tuple[Key, str]:
+    """``drive.K.key[.index]``: the :class:`Key` of an element of an array of tables."""
+    name = parts[0]
+    if len(parts) < 3 or not parts[1].isdigit():
+        raise ConfigError(f"{dotted}: a [[{name}]] key is {name}.K.KEY with K the table's index from 0 "
+                          f"(e.g. {name}.0.frequency_GHz)")
+    table = TABLE_ARRAYS[name]
+    if parts[2] not in table.keys:
+        raise _unknown_key(table, parts[2], f"{name}[{parts[1]}]")
+    return table.keys[parts[2]], ".".join(parts[3:])
+
+
+def _register_table_arrays() -> None:
+    from .drives import DRIVE, DRIVE_NOTE
+
+    TABLE_ARRAYS["drive"] = DRIVE
+    TABLE_ARRAY_NOTES["drive"] = DRIVE_NOTE
+
+
+_register_table_arrays()

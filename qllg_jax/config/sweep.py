@@ -15,6 +15,9 @@ Building a full :class:`~qllg_jax.config.System` per point costs ~20 ms, hours f
   one ϱ0 per distinct value combination, looked up per point. A thermal state follows H (and β) per point:
   ϱ0 = e^{−βH}/Z inside the sweep.
 - **Damping.** ``dynamics.kappa`` is the point's value.
+- **Drives.** The ``[[drive]]`` tables' numbers (``drive.K.frequency_GHz``, ``drive.K.amplitude_T``, ...) are the
+  point's values, traced: ``H(**point)`` returns model + drives (a :class:`~qllg_jax.TimeDependent`) whose pulse
+  parameters are the point's, so one compiled program serves every point (``sweep_solve`` vmaps it).
 
 Everything else (units, the system's sites and bonds, save times, solver options, observables) is shared by every
 point and cannot be swept. The points' values are checked vectorised before anything is built.
@@ -31,6 +34,7 @@ import numpy as np
 
 from .._guards import check_bytes
 from ..states import thermal_state
+from .drives import build_drive
 from .schema import SCHEMA, ConfigError, Number, Numbers, key_spec, numeric_array, validate, validate_table
 from .system import (
     build_initial_state,
@@ -54,7 +58,8 @@ AFFINE_KEYS = (
 )
 """Coupling keys the SpinModel's parameters are affine in (in E0 and in physical units)."""
 SPEC_KINDS = ("linspace", "logspace", "values")
-SWEEPABLE = "system couplings (field, exchange, dmi, anisotropy, dimer B/J/D), [initial_state] parameters, dynamics.kappa"
+SWEEPABLE = ("system couplings (field, exchange, dmi, anisotropy, dimer B/J/D), [initial_state] parameters, "
+             "dynamics.kappa, the numbers of a [[drive]] (drive.K.amplitude_T, drive.K.frequency_GHz, ...)")
 
 
 def _where(key: str) -> str:
@@ -157,8 +162,8 @@ class SweepProblem:
 
     Attributes:
         params: dict dotted key → values (P, ...): the points.
-        H: a fixed :class:`~qllg_jax.SpinModel`, or a function of the point's values (keyword arguments named by
-            the dotted keys) returning one (E0).
+        H: a fixed :class:`~qllg_jax.SpinModel` (+ drives: a :class:`~qllg_jax.TimeDependent`), or a function of
+            the point's values (keyword arguments named by the dotted keys) returning one (E0).
         rho0: fixed (D, D) or a function of the point; kappa: fixed float or a function of the point.
         ts: save times (T,) in ħ/E0; observables: name → callable ϱ ↦ array (energy comes from
             ``Result.invariants["energy"]``); solve_options: the config's solver options; options: chunk_size,
@@ -184,7 +189,7 @@ class SweepProblem:
 
 
 def _classify(keys) -> dict[str, list[str]]:
-    groups = {"affine": [], "state": [], "kappa": []}
+    groups = {"affine": [], "state": [], "kappa": [], "drive": []}
     for key in keys:
         try:
             path, _ = split_key(key)
@@ -195,6 +200,8 @@ def _classify(keys) -> dict[str, list[str]]:
             groups["affine"].append(key)
         elif path == "dynamics.kappa":
             groups["kappa"].append(key)
+        elif path.startswith("drive.") and isinstance(spec.type, Number):
+            groups["drive"].append(key)
         elif path.startswith("initial_state.") and isinstance(spec.type, (Number, Numbers)):
             groups["state"].append(key)
         else:
@@ -290,6 +297,49 @@ def _state_table(base: Mapping, keys: list[str], params: Mapping, model, units, 
     return rho0
 
 
+def _with_drives(H, drives, spins, units, keys: list[str], params: Mapping):
+    """H (a SpinModel or a function of the point returning one) plus the ``[[drive]]`` drives, whose swept numbers
+    (``drive.K.NAME``) are the point's values: traced inside the sweep, so they are leaves of each point's drive
+    (pulse parameters) and one program serves every point."""
+    if not drives:
+        return H
+    for key in keys:  # per-point checks that the vectorised range checks do not cover
+        _, k, name = key.split(".")
+        if name.startswith("rise") and np.any(params[key] <= 0):
+            i = int(np.argmax(params[key] <= 0))
+            raise ConfigError(f"{_where(key)} (point {i}): a swept rise must be > 0 (0 means hard edges, a "
+                              f"different pulse), got {params[key][i]}")
+        if name.startswith(("start", "stop")):
+            drive = drives[int(k)]
+            suffix = name[len("start"):] if name.startswith("start") else name[len("stop"):]
+            start = params.get(f"drive.{k}.start{suffix}", drive.get(f"start{suffix}"))
+            stop = params.get(f"drive.{k}.stop{suffix}", drive.get(f"stop{suffix}"))
+            bad = ~(np.asarray(stop) > np.asarray(start))
+            if np.any(bad):
+                i = int(np.argmax(np.broadcast_to(bad, (len(params[key]),))))
+                raise ConfigError(f"{_where(key)} (point {i}): drive[{k}].stop{suffix} must be > drive[{k}].start{suffix}")
+    swept = {}
+    for key in keys:
+        _, k, name = key.split(".")
+        swept.setdefault(int(k), []).append((name, key))
+
+    def drive_of(point):
+        total = None
+        for k, drive in enumerate(drives):
+            drive = {**drive, **{name: point[key] for name, key in swept.get(k, [])}}
+            term = build_drive(drive, spins, units, k)
+            total = term if total is None else total + term
+        return total
+
+    if not callable(H) and not keys:
+        return H + drive_of({})
+
+    def driven(**point):
+        return (H(**point) if callable(H) else H) + drive_of(point)
+
+    return driven
+
+
 def _format(point: Mapping) -> str:
     return ", ".join(f"{k} = {np.asarray(v).tolist()}" for k, v in point.items())
 
@@ -345,6 +395,7 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
             rho0 = build_initial_state(spec, model, units)
         except ConfigError as error:
             raise ConfigError(f"sweep point 0 ({_format(first)}): {error}") from None
+    H_driven = _with_drives(H, spec["drive"], model.spins, units, groups["drive"], params)  # (rho0 closes over H)
     kappa = spec["dynamics"]["kappa"]
     if groups["kappa"]:
         kappa_key = groups["kappa"][0]
@@ -357,6 +408,6 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         options["chunk_size"] = sweep["chunk_size"]
     options["memory_budget"] = int(sweep["memory_budget_mb"] * 2**20)
     return SweepProblem(
-        params=params, H=H, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
+        params=params, H=H_driven, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solver_options(spec),
         options=options, energy="energy" in names, model=model, units=units,
     )

@@ -25,6 +25,7 @@ from ..states import (
     werner_state,
 )
 from ..units import BOLTZMANN_MEV_PER_K, Units
+from .drives import build_drives
 from .schema import TWO_QUBIT_OBSERVABLES, ConfigError, validate
 
 if sys.version_info >= (3, 11):
@@ -51,6 +52,8 @@ class System:
             method: :func:`~qllg_jax.solve` method.
         units: the :class:`~qllg_jax.units.Units` of a ``kind = "physical"`` config, else None.
         table: the config (plain dict, JSON-serialisable) this system was built from.
+        drive: the ``[[drive]]`` field drives as one :class:`~qllg_jax.TimeDependent` (E0, ħ/E0), or None;
+            ``drives``: their validated tables. The solve runs :attr:`H` = model + drive.
     """
 
     model: SpinModel
@@ -66,11 +69,18 @@ class System:
     max_steps: int = DEFAULTS.max_steps
     units: Units | None = None
     table: dict = dataclasses.field(default_factory=dict)
+    drive: object = None
+    drives: tuple = ()
 
     @property
     def hamiltonian(self) -> jax.Array:
-        """Dense H (d, d) in E0."""
+        """Dense static H0 (d, d) in E0 (without the drives)."""
         return self.model.matrix()
+
+    @property
+    def H(self):
+        """What the solve integrates: the SpinModel, or model + drive (a :class:`~qllg_jax.TimeDependent`)."""
+        return self.model if self.drive is None else self.model + self.drive
 
     @property
     def times_ps(self) -> np.ndarray | None:
@@ -87,7 +97,7 @@ class System:
                        max_steps=self.max_steps)
         options.update(kwargs)
         observables = options.pop("observables", self.observables)
-        return prepare_solve(self.model, self.rho0, self.ts, self.kappa, SolveOptions.read(**options), observables)
+        return prepare_solve(self.H, self.rho0, self.ts, self.kappa, SolveOptions.read(**options), observables)
 
     def solve(self, **kwargs):
         """Run :func:`qllg_jax.solve` on this system; keyword arguments override the config's options."""
@@ -116,14 +126,31 @@ def with_overrides(table: Mapping, overrides: Mapping) -> dict:
         parts = str(key).split(".")
         node = out
         for depth, part in enumerate(parts[:-1]):
+            if isinstance(node, list):  # an array of tables: drive.0.frequency_GHz
+                node = _table_in_array(node, part, key, parts[:depth])
+                continue
             child = node.get(part)
             if child is None:
                 child = node[part] = {}
-            elif not isinstance(child, dict):
+            elif not isinstance(child, (dict, list)) or (isinstance(child, list) and not parts[depth + 1].isdigit()):
                 raise ConfigError(f"{key}: {'.'.join(parts[: depth + 1])} is not a table")
             node = child
+        if isinstance(node, list):
+            raise ConfigError(f"{key}: {'.'.join(parts[:-1])} is an array of tables; name a key of one of them")
         node[parts[-1]] = value
     return out
+
+
+def _table_in_array(tables: list, part: str, key: str, path: list[str]) -> dict:
+    """Element ``part`` (an index from 0) of an array of tables, for the dotted ``key``."""
+    name = ".".join(path)
+    if not part.isdigit() or int(part) >= len(tables):
+        raise ConfigError(f"{key}: {name} has {len(tables)} table(s) ([[{name}]]), so {part!r} is not one of its "
+                          f"indices 0..{len(tables) - 1}")
+    node = tables[int(part)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{key}: {name}[{part}] is not a table")
+    return node
 
 
 # ------------------------------------------------------------------------------------------------- the parts
@@ -297,7 +324,10 @@ def build_system(table: Mapping) -> System:
     model = build_model(spec, units)
     check_dimension(model)
     check_observables(spec["output"]["observables"], model.spins)
+    drive = build_drives(spec["drive"], model.spins, units)
     return System(
+        drive=drive,
+        drives=tuple(spec["drive"]),
         model=model,
         rho0=build_initial_state(spec, model, units),
         ts=save_times(spec, units),

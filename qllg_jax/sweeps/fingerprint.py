@@ -11,6 +11,9 @@ What is exact and what is not:
 - functions of the point (``sweep_solve``'s H(J), ϱ0(p), κ(k)) are hashed by their *output* at every point,
   evaluated on the host before the sweep starts: exact, whatever the function captures (globals included),
   and it costs one evaluation of the function per point (O(D²) per point for a dense H);
+- a driven H (:class:`~qllg_jax.TimeDependent`): its values as above (fixed, or per point), and the code of
+  each drive's time function f(t) as its jaxpr (:func:`describe_drive`): a changed pulse shape, carrier or
+  captured constant is a changed fingerprint;
 - other callables (``run_point``, observables ϱ ↦ array) are identified by their qualified name, a digest
   of their byte code and constants, and the values of the numbers/arrays they capture (closure cells and
   default arguments, recursively through captured functions). Module-level globals they read are not
@@ -165,6 +168,41 @@ def describe_callable(fn: Callable) -> dict:
     _update_object(fn, h, 0)
     name = getattr(fn, "__qualname__", None) or getattr(getattr(fn, "func", None), "__qualname__", type(fn).__qualname__)
     return {"callable": name, "code": h.hexdigest()}
+
+
+def function_code(fn) -> str:
+    """Digest of what a drive's time function computes, independent of its parameter values: the jaxpr of
+    ``t ↦ fn(t)`` traced with fn's pytree leaves as arguments (the code, static fields such as a carrier's kind,
+    and constants inlined as literals) plus its structure and any constant arrays it closes over."""
+    import jax
+    import jax.numpy as jnp
+
+    leaves, treedef = jax.tree_util.tree_flatten(fn)
+
+    def traced(t, leaves):
+        return jax.tree_util.tree_unflatten(treedef, leaves)(t)
+
+    closed = jax.make_jaxpr(traced)(jnp.zeros(()), [jnp.asarray(leaf) for leaf in leaves])
+    h = hasher()
+    h.update(_stable_repr(closed.jaxpr).encode())
+    h.update(_stable_repr(treedef).encode())
+    for const in closed.consts:
+        _update_object(const, h, 0)
+    return h.hexdigest()
+
+
+def describe_drive(H) -> dict:
+    """A driven H (:class:`~qllg_jax.TimeDependent`): per term its type and, for modulated / timecallable terms,
+    the :func:`function_code` of f(t) / fn(t). Values (pulse parameters, pwc times and values, operators) are
+    leaves: :func:`describe_tree` (fixed H) or the per-point digests (H of the point) cover them."""
+    terms = []
+    for term in H.terms:
+        entry = {"type": type(term).__name__}
+        fn = getattr(term, "f", None) or getattr(term, "fn", None)
+        if fn is not None:
+            entry["code"] = function_code(fn)
+        terms.append(entry)
+    return {"terms": terms}
 
 
 def point_digests(batch: Mapping[str, np.ndarray]) -> np.ndarray:

@@ -24,8 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..drives import TimeDependent
-from .._checks import check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
+from ..drives import PWC, Constant, Modulated, TimeDependent, is_driven
+from .._checks import TOL, check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
 from .._options import BATCHING, SolveOptions, defaults, option_names
 from .._prepare import check_observable_names, read_observables
 from . import fingerprint as fp
@@ -40,7 +40,7 @@ _PREPASS_BYTES = 2**27
 """Bytes per evaluation chunk of the host pass over H / ϱ0 / κ (128 MiB)."""
 
 
-def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool):
+def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool, driven=None):
     """The method object every point of the sweep runs — the core's :func:`qllg_jax.methods.resolve_method` of
     ``options.method`` (with ``options.strategy`` / ``gauge_fix``, as ``solve`` reads them).
 
@@ -54,7 +54,17 @@ def resolve_method(options: SolveOptions, rho0, dim: int, per_point: bool):
     state = read_initial_state(rho0, dim)
     if per_point and state.kind != "frame":
         state = InitialState(state.kind, dim, array=state.array)
-    return resolve(options.method, state, dim, strategy=options.strategy, gauge_fix=options.gauge_fix)
+    method = options.method
+    if driven is not None:  # as solve picks for a driven H (``driven``: its value at the first point)
+        from .._prepare import _driven_method
+
+        method = _driven_method(method, state, dim, driven)
+    method = resolve(method, state, dim, strategy=options.strategy, gauge_fix=options.gauge_fix)
+    if driven is not None and method.closed_form and not driven.is_piecewise_constant:
+        raise ValueError(f"method {method.name!r} is a closed form for a constant or piecewise-constant H; a "
+                         "modulated or timecallable drive needs an integrating method: 'dense', 'frame' or 'ket' "
+                         "(or method='auto')")
+    return method
 
 
 def _call_with(fn, point: Mapping):
@@ -66,7 +76,7 @@ def _call_with(fn, point: Mapping):
 
 
 def _is_function(x) -> bool:
-    return callable(x) and not hasattr(x, "shape") and not _is_model(x)
+    return callable(x) and not hasattr(x, "shape") and not _is_model(x) and not isinstance(x, TimeDependent)
 
 
 def _is_model(x) -> bool:
@@ -120,6 +130,9 @@ def _validate(name: str, batch, dim_hint, params, offset: int):
         "rho0": lambda v: (check_ket(v, "rho0(point)", dim_hint) if np.ndim(v) == 1 else
                            check_density_matrix(v, "rho0(point)", dim_hint)),
     }
+    if isinstance(batch, TimeDependent):
+        _check_driven_batch(batch, params, offset)
+        return
     if _is_model(batch) or name not in checks:
         for leaf in jax.tree_util.tree_leaves(batch):
             bad = np.nonzero(~np.all(np.isfinite(np.asarray(leaf)).reshape(len(leaf), -1), axis=1))[0]
@@ -138,6 +151,28 @@ def _validate(name: str, batch, dim_hint, params, offset: int):
                 error, offset = point_error, offset + i
                 break
         raise ValueError(f"{error} at point {offset} ({_point_text(params, offset)}); no point was computed") from None
+
+
+def _check_driven_batch(batch, params, offset: int) -> None:
+    """A batch (n leading axes) of driven H(point): every leaf finite, every dense operator Hermitian."""
+    for leaf in jax.tree_util.tree_leaves(batch):
+        leaf = np.asarray(leaf)
+        if leaf.ndim == 0:
+            continue
+        bad = np.nonzero(~np.all(np.isfinite(leaf).reshape(len(leaf), -1), axis=1))[0]
+        if bad.size:
+            i = offset + int(bad[0])
+            raise ValueError(f"H(point) contains NaN or inf at point {i} ({_point_text(params, i)})")
+    for term in batch.terms:
+        op = getattr(term, "operator_", None)
+        if isinstance(term, (Constant, Modulated, PWC)) and op is not None and not _is_model(op):
+            ops = np.asarray(op)
+            error = np.max(np.abs(ops - np.conj(np.swapaxes(ops, -1, -2))).reshape(len(ops), -1), axis=1)
+            bad = np.nonzero(error > TOL.hermitian * np.maximum(1.0, np.max(np.abs(ops).reshape(len(ops), -1), axis=1)))[0]
+            if bad.size:
+                i = offset + int(bad[0])
+                raise ValueError(f"H(point): an operator of its {type(term).__name__} term is not Hermitian at point "
+                                 f"{i} ({_point_text(params, i)}); no point was computed")
 
 
 _HOST_EVALUATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -160,9 +195,6 @@ def host_pass(functions: Mapping[str, Callable], params: Mapping, n_points: int)
         evaluate = _host_evaluator(fn)
         one = {k: jax.ShapeDtypeStruct(np.shape(v)[1:], np.asarray(v).dtype) for k, v in params.items()}
         shapes = jax.eval_shape(lambda p, fn=fn: _call_with(fn, p), one)
-        if isinstance(shapes, TimeDependent):
-            raise TypeError(f"{name}(point) returned a driven Hamiltonian ({type(shapes).__name__}): sweep_solve does "
-                            "not take drives yet; map q.solve over the drive parameters with jax.jit(jax.vmap(...))")
         per_point = sum(int(np.prod(s.shape, dtype=np.int64)) * np.dtype(s.dtype).itemsize
                         for s in jax.tree_util.tree_leaves(shapes))
         size = int(max(1, min(n_points, _PREPASS_BYTES // max(per_point, 1))))
@@ -228,6 +260,8 @@ def _build_chunk_function(H, rho0, ts, kappa, observables, save_states, options,
 def _key_part(x):
     if _is_function(x):
         return ("function", x)
+    if isinstance(x, TimeDependent):  # the drive's code too: static functions are not leaves
+        return ("value", json.dumps([fp.describe_tree(x), fp.describe_drive(x)], sort_keys=True))
     return ("value", json.dumps(fp.describe_tree(x), sort_keys=True))
 
 
@@ -296,7 +330,9 @@ def sweep_solve(
     functions = {name: x for name, x in (("H", H), ("rho0", rho0), ("kappa", kappa)) if _is_function(x)}
     for name, fn in functions.items():
         check_point_signature(fn, list(params_np), name, all_used=False)
-    if not _is_function(H) and not _is_model(H):
+    if isinstance(H, TimeDependent):
+        H.check(ts)  # a fixed driven H: f(t) finite, timecallable matrices Hermitian on the save grid
+    elif not _is_function(H) and not _is_model(H):
         H = check_hamiltonian(H, "H")
     if not _is_function(kappa):
         kappa = check_kappa(kappa)
@@ -312,16 +348,22 @@ def sweep_solve(
     first, per_point = host_pass(functions, params_np, n_points)
     H0 = first.get("H", H)
     rho0_example = first.get("rho0", rho0)
-    dim = H0.dim if _is_model(H0) else np.shape(H0)[-1]
-    method_object = resolve_method(read, rho0_example, dim, per_point="rho0" in functions)
+    driven = is_driven(H0)
+    dim = H0.dim if _is_model(H0) or isinstance(H0, TimeDependent) else np.shape(H0)[-1]
+    method_object = resolve_method(read, rho0_example, dim, per_point="rho0" in functions,
+                                   driven=H0 if driven else None)
     read_observables(observables, dim, method_object)  # operators: (D, D); callables allowed for this method
     method = method_object.name
     batching_requested = batching
     batching = "shared" if batching == "auto" else BATCH_ALIASES.get(batching, batching)
+    if driven and "H" in functions:
+        # solve takes a drive without batch axes only: the points' drives (their own pulse parameters / pwc values
+        # as leaves) run as one vmapped program, each point with its own steps
+        batching = "vmap"
     options["method"] = method_object
 
     physics = {
-        "H": _describe_input(H, per_point.get("H")),
+        "H": _describe_input(H, per_point.get("H"), H0 if driven else None),
         "rho0": _describe_input(rho0, per_point.get("rho0")),
         "kappa": _describe_input(kappa, per_point.get("kappa")),
         "ts": fp.describe_array(ts),
@@ -344,14 +386,15 @@ def sweep_solve(
         return _chunk_function(key[:-1] + (kind,), lambda: _build_chunk_function(
             H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), run_options, kind))
 
-    fallback = chunk_function("vmap") if batching_requested == "auto" else None
+    fallback = chunk_function("vmap") if batching_requested == "auto" and batching != "vmap" else None
     return run_sweep(chunk_function(batching), params_np, physics=physics, per_point=per_point, ts=ts,
                      fallback_fn=fallback, **sweep_options)
 
 
-def _describe_input(x, digests):
+def _describe_input(x, digests, driven=None):
+    drive = {} if driven is None else {"drive": fp.describe_drive(driven)}  # the drives' code (values: leaves)
     if digests is not None:  # a function of the point: its values at every point ARE the physics (not its code)
-        return {"function of the point": True, "per_point": fp.array_digest(digests)}
-    if _is_model(x) or hasattr(x, "rank"):
-        return fp.describe_tree(x)
+        return {"function of the point": True, "per_point": fp.array_digest(digests), **drive}
+    if _is_model(x) or hasattr(x, "rank") or isinstance(x, TimeDependent):
+        return {**fp.describe_tree(x), **drive}
     return fp.describe_array(np.asarray(x))

@@ -49,10 +49,12 @@ from ..hamiltonians import SpinModel, apply_local_terms
 from ..methods import Frame, read_initial_state
 from ..methods._operator import as_operator
 from ..operators import site_dims, site_spin_operators, spin_matrices
-from .lie import cayley_apply
+from .lie import cayley_apply, pair_cayley, pair_dagger, pair_hermitian_part, pair_matmul
 from .noise import (
     brownian_noise,
     check_noise_key,
+    key_batch_shape,
+    materialise,
     check_step,
     check_temperature,
     host_times,
@@ -119,6 +121,82 @@ def heun_step(thermal: ThermalHamiltonian, frame, h, dw, coupling, kernel):
     return cayley_apply(frame, [half(piece0), half(piece1)])
 
 
+FULL_RANK_MAX_DIM = 16
+"""Full-rank frames (r = D) up to this D with ``noise="steps"`` take the eigenframe path (:func:`full_rank_heun_step`,
+trajectories last); other cases the lab-frame :func:`heun_step` (vmapped over a batch of keys)."""
+
+
+class HostArrays:
+    """Host (numpy) constants passed as a static jit argument: hashed by their bytes, so a program specialises on them
+    (zero entries are skipped when the program is built)."""
+
+    def __init__(self, *arrays):
+        self.arrays = tuple(np.asarray(a) for a in arrays)
+
+    def __hash__(self):
+        return hash(tuple((a.shape, a.tobytes()) for a in self.arrays))
+
+    def __eq__(self, other):
+        return isinstance(other, HostArrays) and len(self.arrays) == len(other.arrays) and all(
+            a.shape == b.shape and np.array_equal(a, b) for a, b in zip(self.arrays, other.arrays))
+
+
+def _pair(a):
+    a = jnp.asarray(a, dtype=complex)
+    return jnp.real(a), jnp.imag(a)
+
+
+def _times_coupling(coupling, x):
+    (mr, mi), (xr, xi) = coupling, x
+    lead = (1,) * (xr.ndim - 2)
+    mr, mi = mr.reshape(mr.shape + lead), mi.reshape(mi.shape + lead)
+    return pair_hermitian_part((mr * xr - mi * xi, mr * xi + mi * xr))
+
+
+def full_rank_heun_step(frame, h, dw, H, spin_ops, sigma, coupling, one):
+    r"""The Heun–Cayley step of the module docstring for a full-rank frame (r = D), in the frame's eigenbasis.
+
+    With U unitary, Z = 0 and K = U X U†, X = M⊙(U†dH U) (Hermitian part taken), so C(K)U = U C(X):
+
+    .. math:: X_0 = M\odot(U_n^\dagger dH U_n),\quad V_0 = \mathcal C(X_0),\quad
+              X_1 = V_0\,[M\odot(V_0^\dagger U_n^\dagger dH U_n V_0)]\,V_0^\dagger,\quad
+              U_{n+1} = U_n\,\mathcal C(\tfrac12(X_0 + X_1))
+
+    (X_1: the predictor's generator U*†… written in U_n's basis). The same numbers as the lab-frame step in exact
+    arithmetic, 8 small products and 2 Cayley maps per step, all elementwise over the trajectories.
+    Shapes: frame pair (D, D, *K), dw (N, 3, *K), H pair (D, D), spin_ops :class:`HostArrays` (re, im) (N, 3, D, D),
+    sigma (N,),
+    coupling pair (D, D).
+    """
+    lead = (1,) * (frame[0].ndim - 2)
+    kicks = jnp.reshape(sigma, (-1, 1) + lead) * dw
+    dh = [h * H[0].reshape(H[0].shape + lead), h * H[1].reshape(H[1].shape + lead)]
+    ops = spin_ops.arrays
+    for k in range(ops[0].shape[0]):
+        for a in range(3):
+            for part in range(2):
+                if np.any(ops[part][k, a]):
+                    dh[part] = dh[part] - kicks[k, a][None, None] * ops[part][k, a].reshape(ops[part][k, a].shape + lead)
+    dh = materialise(tuple(dh), one)
+    projected = materialise(pair_hermitian_part(pair_matmul(pair_dagger(frame), materialise(pair_matmul(dh, frame), one))), one)
+    x0 = materialise(_times_coupling(coupling, projected), one)
+    v0 = materialise(pair_cayley(x0, one), one)
+    moved = materialise(pair_matmul(materialise(pair_matmul(pair_dagger(v0), projected), one), v0), one)
+    x1 = materialise(pair_matmul(v0, materialise(_times_coupling(coupling, moved), one)), one)
+    x1 = pair_matmul(x1, pair_dagger(v0))
+    mean = materialise(pair_hermitian_part((0.5 * (x0[0] + x1[0]), 0.5 * (x0[1] + x1[1]))), one)
+    return pair_matmul(frame, materialise(pair_cayley(mean, one), one))
+
+
+@eqx.filter_jit
+def _integrate_full_rank(H, spin_ops, sigma, frame0, coupling, noise, grid):
+    """frame0 pair (D, D, *K) → frames (T, *K, D, D) complex."""
+    step = lambda u, t, h, dw, one: full_rank_heun_step(u, h, dw, H, spin_ops, sigma, coupling, one)  # noqa: E731
+    re, im = integrate_fixed(step, frame0, noise, grid)
+    frames = re + 1j * im  # (T, D, D, *K)
+    return jnp.moveaxis(frames, (1, 2), (-2, -1))
+
+
 class FrameTrajectory(eqx.Module):
     """One stochastic trajectory: ϱ(t) = U(t) diag(weights) U(t)†.
 
@@ -144,7 +222,7 @@ class FrameTrajectory(eqx.Module):
 @eqx.filter_jit
 def _integrate(thermal, frame0, coupling, kernel, noise, grid):
     """The equation and the gauge fix enter only through the arrays M and c(−λ): one program for all three."""
-    step = lambda u, t, h, dw: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
+    step = lambda u, t, h, dw, one: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
     return integrate_fixed(step, frame0, noise, grid)
 
 
@@ -207,7 +285,8 @@ def stochastic_frames(
             spectrum is taken there once). One state; ensembles by ``jax.vmap`` over keys.
         ts: save times (T,), strictly increasing, known on the host; ħ/E0.
         kappa: damping κ ≥ 0. temperature: τ = k_B T ≥ 0 in E0 (scalar). key: the trajectory's key (required
-            at τ > 0; same key ⇒ same path, bit for bit).
+            at τ > 0; same key ⇒ same path, bit for bit). A batch of keys (K,) runs K trajectories as one ensemble
+            (fast with ``noise="steps"``; frames (K, T, D, r)).
         spins: the site spins of a raw matrix H (Π(2s_k + 1) = D); a SpinModel brings its own.
         equation: ``"qllg"`` (default), ``"qll"`` or ``"von_neumann"``.
         dt, noise, brownian_tol: as in :func:`qllg_jax.classical.stochastic.stochastic_llg` (the precession
@@ -218,7 +297,10 @@ def stochastic_frames(
         :class:`FrameTrajectory` (frames (T, D, r), weights (r,)); every frame is orthonormal to round-off.
     """
     temperature = check_temperature(temperature)
-    key = check_noise_key(key, temperature)
+    batch = key_batch_shape(key)
+    if batch and len(batch) != 1:
+        raise ValueError(f"key must be one key or a 1-D batch of keys, got a batch of shape {batch}")
+    key = key if batch else check_noise_key(key, temperature)
     equation = check_choice(equation, FRAME_EQUATIONS, "equation")
     gauge_fix = check_flag(gauge_fix, "gauge_fix")
     site_spins = _site_spins(H, spins)
@@ -240,7 +322,20 @@ def stochastic_frames(
                     None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "Hamiltonian")
     frame0, aux = Frame(gauge_fix=gauge_fix).initial(state)
     weights = jnp.asarray(aux["weights"], dtype=float)
-    source = brownian_noise(noise, key, ts, (len(site_spins), 3), dt, brownian_tol)
     coupling, kernel = _coupling(weights, kappa, equation, gauge_fix)
-    frames = _integrate(thermal, jnp.asarray(frame0, dtype=complex), coupling, kernel, source, time_grid(ts, dt))
-    return FrameTrajectory(frames, weights)
+    frame0 = jnp.asarray(frame0, dtype=complex)
+    grid, shape = time_grid(ts, dt), (len(site_spins), 3)
+    if noise == "steps" and frame0.shape[1] == dim <= FULL_RANK_MAX_DIM:  # eigenframe path, trajectories last
+        dense = H.matrix() if isinstance(H, SpinModel) else thermal.dense
+        ops = np.stack([np.asarray(o) for o in site_spin_operators(site_spins)]).astype(complex)
+        start = tuple(jnp.broadcast_to(p.reshape(p.shape + (1,) * len(batch)), p.shape + tuple(batch))
+                      for p in _pair(frame0))
+        frames = _integrate_full_rank(_pair(dense), HostArrays(ops.real, ops.imag), jnp.asarray(sigma, dtype=float),
+                                      start, _pair(coupling), brownian_noise(noise, key, ts, shape, dt, brownian_tol), grid)
+        frames = jnp.moveaxis(frames, 1, 0) if batch else frames
+        return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape))
+    single = lambda k: _integrate(thermal, frame0, coupling, kernel, brownian_noise(noise, k, ts, shape, dt,  # noqa: E731
+                                                                                     brownian_tol), grid)
+    if batch:
+        return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape))
+    return FrameTrajectory(single(key), weights)
