@@ -289,7 +289,7 @@ def solve_compiled(method: Method, H, y0, aux, kappa, ts, observables: Observabl
                                            chunk)
     else:
         saved, final, stats = _integrated(method, operator, y0, aux, kappa, ts, observables, options, batched, axes,
-                                          drive_times(H))
+                                          drive_times(H, ts))
 
     lead = 1 if batched else 0
     finite = jnp.ones((math.prod(batch),) if batched else (), dtype=bool)

@@ -720,14 +720,11 @@ class DrivenOperator(eqx.Module):
         return out
 
     def at(self, t) -> Operator:
-        """H(t) as one :class:`Operator`: dense when every part is dense, else the SpinModel local terms with
-        the coefficients folded in (matrix-free; a timecallable part then raises)."""
+        """H(t) as one :class:`Operator`: the SpinModel local terms with the coefficients folded in when every part
+        is a SpinModel (matrix-free), else the dense H(t) (a dense H0 or a timecallable part: D is small anyway)."""
         ops = ([self.static] if self.static is not None else []) + list(self.parts)
-        if all(op.dense is not None for op in ops):
+        if self.callables or any(op.dense is not None for op in ops):  # a dense part: the whole H(t) is dense
             return Operator(self.matrix(t))
-        if self.callables or any(op.dense is not None for op in ops):
-            raise ValueError("a matrix-free H(t) cannot mix dense parts (arrays, timecallable) with SpinModel parts; "
-                             "use a dense method")
         weights = [jnp.ones(())] * (self.static is not None) + list(self.coefficient_values(t))
         return _sum_operators(ops, False, weights)
 
@@ -767,15 +764,23 @@ def as_time_dependent(H, name: str = "H") -> TimeDependent:
     return constant(H)
 
 
-def drive_times(H) -> tuple:
+def drive_times(H, ts=None) -> tuple:
     """(jump_ts, step_ts) of a driven H for the step-size controller, or (None, None): the drive's
     discontinuities (pwc edges, hard pulse edges, declared jumps) and the σ-spaced grid of its short pulses (so
-    a pulse arriving while the state is at rest is not stepped over)."""
+    a pulse arriving while the state is at rest is not stepped over).
+
+    With the save times ``ts`` (T,), times within round-off of the integration's ends ts[0], ts[-1] are moved
+    onto them too (a grid point at 5.6e-17 = −0.3 + 0.3 after t0 = 0 would ask for a 5.6e-17 step)."""
     if not isinstance(H, TimeDependent):
         return None, None
     jumps, steps = H.discontinuity_ts, H.step_ts()
-    if np.size(jumps) and np.size(steps):
-        steps = _snap_to(steps, jumps)
+    ends = None if ts is None else (np if is_concrete(ts) else jnp).asarray(ts, dtype=float)[np.array([0, -1])]
+    if np.size(jumps) and ends is not None:
+        jumps = _snap_to(jumps, ends)
+    if np.size(steps):
+        targets = [t for t in (jumps if np.size(jumps) else None, ends) if t is not None]
+        for target in targets:
+            steps = _snap_to(steps, target)
     return (jumps if np.size(jumps) else None), (steps if np.size(steps) else None)
 
 

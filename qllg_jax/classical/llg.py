@@ -179,7 +179,7 @@ def classical_llg(
         grid = concrete_value(ts)
         if grid is not None:
             model.check(np.asarray(grid))  # f(t) finite on the save grid, before compute
-        times = drive_times(model)
+        times = drive_times(model, ts)
     alpha = check_kappa(alpha, "alpha")
     rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
     max_steps = check_positive(max_steps, "max_steps", integer=True)
