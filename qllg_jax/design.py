@@ -35,6 +35,7 @@ from ._checks import (
     prng_key,
     real_array,
 )
+from .drives import TimeDependent, modulated, pwc
 from .hamiltonians import SpinModel
 from .solve import solve
 
@@ -49,6 +50,8 @@ class FitResult(eqx.Module):
     Attributes:
         params: the best parameters found (lowest final loss over the starts), same PyTree as the input.
         loss: loss_fn(params) at the returned parameters (scalar).
+        grad: the gradient of loss_fn at the returned parameters (reverse mode, the one the optimiser uses; same
+            PyTree as ``params``): ≈ 0 at an interior optimum, pointing out of the box where a bound is active.
         loss_history: loss of the best start before each step, shape (steps,).
         all_params: final parameters of every start (PyTree with a leading (n_starts,) axis).
         all_losses: final loss of every start, shape (n_starts,) (NaN for a start that stopped).
@@ -60,6 +63,7 @@ class FitResult(eqx.Module):
 
     params: object
     loss: jax.Array
+    grad: object
     loss_history: jax.Array
     all_params: object
     all_losses: jax.Array
@@ -87,30 +91,43 @@ def _check_init(init_params) -> list:
     return leaves
 
 
+def _bound_tree(value, template, side: str):
+    """One side of the bounds as a PyTree like ``template``: None → unbounded (±inf), a scalar or array → the same
+    for every leaf, a PyTree like the parameters as it is, and a dict naming only some keys of a dict of
+    parameters → per key (the keys it leaves out are unbounded), recursively."""
+    fill = -np.inf if side == "lower" else np.inf
+    if value is None:
+        return jax.tree_util.tree_map(lambda _: fill, template)
+    if isinstance(value, dict) and isinstance(template, dict):
+        unknown = sorted(set(value) - set(template), key=str)
+        if unknown:
+            raise ValueError(f"bounds ({side}) name parameters that do not exist: {unknown} (parameters: "
+                             f"{sorted(template, key=str)})")
+        return {k: _bound_tree(value.get(k), template[k], side) for k in template}
+    treedef = jax.tree_util.tree_structure(template)
+    if jax.tree_util.tree_structure(value) == treedef:
+        return value
+    if len(jax.tree_util.tree_leaves(value)) == 1 and not isinstance(value, (dict, list, tuple)):
+        return jax.tree_util.tree_map(lambda _: value, template)
+    raise ValueError(f"bounds ({side}) must be None, a scalar, an array, a PyTree like the parameters or a dict "
+                     f"naming some of them, got {jax.tree_util.tree_structure(value)} for parameters {treedef}")
+
+
 def _check_bounds(bounds, template) -> tuple[list, list] | None:
     """(lower, upper) leaves broadcast to the leaves of ``template``; each bound None (unbounded), a scalar,
-    one array broadcast to every leaf or a PyTree like the parameters. Refuses shapes that do not fit, NaN and
-    lower > upper (±inf are allowed: unbounded)."""
+    one array broadcast to every leaf, a PyTree like the parameters, or (parameters a dict) a dict naming some
+    of its keys (:func:`_bound_tree`). Refuses shapes that do not fit, NaN and lower > upper (±inf are allowed:
+    unbounded)."""
     if bounds is None:
         return None
     if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
         raise ValueError(f"bounds must be a pair (lower, upper), got {bounds!r}")
-    flat, treedef = jax.tree_util.tree_flatten_with_path(template)
+    flat, _ = jax.tree_util.tree_flatten_with_path(template)
     out = []
-    for side, (value, fill) in zip(("lower", "upper"), zip(bounds, (-np.inf, np.inf))):
-        if value is None:
-            out.append([jnp.full(jnp.shape(leaf), fill) for _, leaf in flat])
-            continue
-        given = jax.tree_util.tree_leaves(value)
-        if jax.tree_util.tree_structure(value) == treedef:
-            pairs = list(zip(given, flat))
-        elif len(given) == 1 and not isinstance(value, (dict, list, tuple)):
-            pairs = [(value, item) for item in flat]
-        else:
-            raise ValueError(f"bounds ({side}) must be None, a scalar, an array or a PyTree like the parameters, "
-                             f"got {jax.tree_util.tree_structure(value)} for parameters {treedef}")
+    for side, value in zip(("lower", "upper"), bounds):
+        given = jax.tree_util.tree_leaves(_bound_tree(value, template, side))
         leaves = []
-        for bound, (path, leaf) in pairs:
+        for bound, (path, leaf) in zip(given, flat):
             name = f"bounds ({side}{jax.tree_util.keystr(path)})"
             bound = np.asarray(real_array(bound, name))
             try:
@@ -121,7 +138,7 @@ def _check_bounds(bounds, template) -> tuple[list, list] | None:
                 raise ValueError(f"{name} of shape {bound.shape} does not fit the parameter of shape {jnp.shape(leaf)}")
             if np.any(np.isnan(bound)):
                 raise ValueError(f"{name} contains NaN (use -inf/inf or None for an unbounded side)")
-            leaves.append(jnp.asarray(np.broadcast_to(bound, jnp.shape(leaf))))
+            leaves.append(jnp.asarray(np.broadcast_to(bound, jnp.shape(leaf)), dtype=float))
         out.append(leaves)
     for (path, _), lo, hi in zip(flat, *out):
         bad = np.asarray(lo) > np.asarray(hi)
@@ -177,6 +194,46 @@ def _scalar_loss(loss_fn: Callable) -> Callable:
 def _all_finite(value, grads) -> jax.Array:
     leaves = [value] + jax.tree_util.tree_leaves(grads)
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def _make_step(loss_fn: Callable, optimizer, constraint):
+    """One optimiser step for a batch of starts, jitted: (params, opt_state, bounds) → (params, opt_state, loss
+    before the step, finite?, gradient before the step)."""
+    loss = _scalar_loss(loss_fn)
+
+    def step(p, state, bounds):
+        value, grads = jax.value_and_grad(loss)(p)
+        if isinstance(optimizer, optax.GradientTransformationExtraArgs):  # e.g. optax.lbfgs (line search)
+            updates, new_state = optimizer.update(grads, state, p, value=value, grad=grads, value_fn=loss)
+        else:
+            updates, new_state = optimizer.update(grads, state, p)
+        new_p = _project(optax.apply_updates(p, updates), bounds, constraint)
+        ok = _all_finite(value, grads)  # a start with a NaN/inf loss or gradient stays where it is
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        return (jax.tree_util.tree_map(keep, new_p, p), jax.tree_util.tree_map(keep, new_state, state), value, ok,
+                grads)
+
+    return jax.jit(jax.vmap(step, in_axes=(0, 0, None)))
+
+
+_STEP_CACHE_ATTRIBUTE = "_qllg_fit_steps"
+
+
+def _compiled_step(loss_fn: Callable, optimizer, constraint):
+    """The jitted step of :func:`_make_step`, built once per (loss_fn, optimizer, constraint) and kept on the loss
+    function itself: a second :func:`fit` of the same loss with the same optimiser object (more steps, other
+    starts or bounds of the same shapes) reuses the compilation. Callables that take no attributes are not cached."""
+    cache = getattr(loss_fn, _STEP_CACHE_ATTRIBUTE, None)
+    if cache is None:
+        cache = {}
+        try:
+            setattr(loss_fn, _STEP_CACHE_ATTRIBUTE, cache)
+        except (AttributeError, TypeError):
+            return _make_step(loss_fn, optimizer, constraint)
+    key = (id(optimizer), id(constraint))
+    if key not in cache:  # the entry holds optimizer and constraint, so their ids stay theirs
+        cache[key] = (_make_step(loss_fn, optimizer, constraint), optimizer, constraint)
+    return cache[key][0]
 
 
 def fit(
@@ -250,20 +307,7 @@ def fit(
         for i in range(n_starts):
             check_inputs(jax.tree_util.tree_map(lambda x: x[i], params), f"start {i}")
     opt_state = jax.vmap(optimizer.init)(params)
-    loss = _scalar_loss(loss_fn)
-
-    def step(p, state):
-        value, grads = jax.value_and_grad(loss)(p)
-        if isinstance(optimizer, optax.GradientTransformationExtraArgs):  # e.g. optax.lbfgs (line search)
-            updates, new_state = optimizer.update(grads, state, p, value=value, grad=grads, value_fn=loss)
-        else:
-            updates, new_state = optimizer.update(grads, state, p)
-        new_p = _project(optax.apply_updates(p, updates), bounds, constraint)
-        ok = _all_finite(value, grads)  # a start with a NaN/inf loss or gradient stays where it is
-        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-        return jax.tree_util.tree_map(keep, new_p, p), jax.tree_util.tree_map(keep, new_state, state), value, ok
-
-    step = jax.jit(jax.vmap(step))
+    step = _compiled_step(loss_fn, optimizer, constraint)
     history = []
     stopped_at = np.full(n_starts, -1)
     iterator = range(steps)
@@ -274,7 +318,7 @@ def fit(
         bar = tqdm(iterator, desc="fit", leave=False)
         iterator = bar
     for k in iterator:
-        params, opt_state, values, ok = step(params, opt_state)
+        params, opt_state, values, ok, _ = step(params, opt_state, bounds)
         history.append(values)
         ok = np.asarray(ok)
         stopped_at[(stopped_at < 0) & ~ok] = k
@@ -290,13 +334,15 @@ def fit(
             )
         if bar is not None:
             bar.set_postfix(loss=f"{float(jnp.nanmin(values)):.3e}")
-    final = jax.jit(jax.vmap(loss))(params)
-    final = jnp.where(jnp.asarray(stopped_at) < 0, final, jnp.nan)
+    # the loss and its gradient at the final parameters: one more evaluation of the compiled step (no new program)
+    _, _, final, ok, grads = step(params, opt_state, bounds)
+    final = jnp.where((jnp.asarray(stopped_at) < 0) & ok, final, jnp.nan)
     histories = jnp.stack(history, axis=1)
     best = int(jnp.nanargmin(final))
     return FitResult(
         params=jax.tree_util.tree_map(lambda x: x[best], params),
         loss=final[best],
+        grad=jax.tree_util.tree_map(lambda x: x[best], grads),
         loss_history=histories[best],
         all_params=params,
         all_losses=final,
@@ -336,7 +382,9 @@ def solve_loss(build: Callable, rho0, ts, objective: Callable, kappa=0.0, **solv
         H, state, k = parts(params)
         suffix = f" ({where})" if where else ""
         try:
-            if not isinstance(H, SpinModel):  # a SpinModel was validated when it was built
+            if isinstance(H, TimeDependent):  # its terms were validated when built; f(t) on the save grid here
+                H.check(np.asarray(ts))
+            elif not isinstance(H, SpinModel):  # a SpinModel was validated when it was built
                 check_hamiltonian(H, "H returned by build(params)")
             if state is not None and not hasattr(state, "rank"):  # arrays (a LowRankState is checked by solve)
                 state = jnp.asarray(state)
@@ -348,6 +396,158 @@ def solve_loss(build: Callable, rho0, ts, objective: Callable, kappa=0.0, **solv
 
     loss.check_inputs = check_inputs
     return loss
+
+
+class FieldControl(eqx.Module):
+    r"""A field drive on the spins of H0 as a function of its parameters: a ``build`` for :func:`solve_loss`,
+    with its bounds for :func:`fit`.
+
+    .. math:: H(t; p) = H_0 - \sum_m c_m(t; p) \sum_{k \in \text{sites}} \hat b_m\cdot\mathbf S_k
+
+    ``control(params)`` returns that H (a :class:`~qllg_jax.TimeDependent`); ``control.bounds`` is the
+    (lower, upper) pair to pass to :func:`fit` (None when unbounded); ``control.init(value)`` a starting point
+    (piecewise-constant controls). Built by :func:`pwc_field` (c_m piecewise constant: params the values,
+    (K,) for one direction or (M, K)) or :func:`pulse_field` (c(t; p) = pulse(params)(t), a pulse of
+    :mod:`qllg_jax.pulses`). Field values in E0 (b = g μ_B B/E0 of :meth:`Units.field`), in tesla when the
+    control was built with ``units``.
+
+    Attributes:
+        H0: the undriven Hamiltonian (SpinModel, (D, D) array or a TimeDependent with drives of its own).
+        fields: per direction m, the SpinModel −Σ_{k ∈ sites} b̂_m·S_k (one unit of field, E0 per unit value).
+        times: pwc segment edges (K+1,) (ħ/E0), None for a pulse control.
+        pulse: params → pulse (pulse controls), None for pwc.
+        lower, upper: the bounds (a PyTree like the parameters, or dicts naming some of their keys), or None.
+    """
+
+    H0: object
+    fields: tuple
+    times: jax.Array | None
+    lower: object
+    upper: object
+    pulse: Callable | None = eqx.field(static=True, default=None)
+
+    def __call__(self, params):
+        if self.pulse is None:
+            values = jnp.asarray(params, dtype=float)
+            expected = self._shape()
+            if values.shape[values.ndim - len(expected):] != expected:
+                raise ValueError(f"params must be the pwc values of shape {expected} (one value per segment"
+                                 f"{' and direction' if len(expected) == 2 else ''}; leading axes: a batch), got "
+                                 f"shape {values.shape}")
+            rows = [values] if len(expected) == 1 else [values[..., m, :] for m in range(expected[0])]
+            drive = [pwc(self.times, row, field) for row, field in zip(rows, self.fields)]
+        else:
+            drive = [modulated(self.pulse(params), self.fields[0])]
+        H = self.H0
+        for term in drive:
+            H = H + term
+        return H
+
+    def _shape(self) -> tuple[int, ...]:
+        k = self.times.shape[0] - 1
+        return (k,) if len(self.fields) == 1 else (len(self.fields), k)
+
+    @property
+    def bounds(self):
+        """(lower, upper) for :func:`fit`'s ``bounds``, or None."""
+        return None if self.lower is None and self.upper is None else (self.lower, self.upper)
+
+    def init(self, value=0.0) -> jax.Array:
+        """pwc values (K,) or (M, K) filled with ``value`` (clipped into the bounds)."""
+        if self.pulse is not None:
+            raise ValueError("init: a pulse control's parameters are the pulse's own; pass them to fit directly")
+        out = jnp.full(self._shape(), float(value))
+        lo = -jnp.inf if self.lower is None else self.lower
+        hi = jnp.inf if self.upper is None else self.upper
+        return jnp.clip(out, lo, hi)
+
+
+def _control_spins(H0, spins):
+    if isinstance(H0, SpinModel):
+        return H0.spins
+    if isinstance(H0, TimeDependent) and H0.spins is not None:
+        return H0.spins
+    if spins is None:
+        raise ValueError("spins: H0 is not a SpinModel, so give the spins of its sites (e.g. spins=(0.5, 0.5))")
+    return tuple(float(s) for s in spins)
+
+
+def _unit_fields(spins, directions, sites, units, g) -> tuple:
+    from .hamiltonians import spin_model
+    from .pulses import _site_fields
+
+    directions = np.asarray(real_array(directions, "directions"), dtype=float)
+    if directions.shape == (3,):
+        directions = directions[None]
+    if directions.ndim != 2 or directions.shape[1] != 3 or directions.shape[0] == 0:
+        raise ValueError(f"directions must be a 3-vector or (M, 3), got shape {directions.shape}")
+    norms = np.linalg.norm(directions, axis=1)
+    if not np.all(np.isfinite(norms)) or np.any(norms == 0):
+        raise ValueError(f"directions must be finite and non-zero, got {directions.tolist()}")
+    unit = directions / norms[:, None]
+    return tuple(spin_model(spins, field=_site_fields(spins, b, sites, units, g, "directions")) for b in unit)
+
+
+def pwc_field(H0, times, directions=(0.0, 0.0, 1.0), *, sites=None, max_field=None, spins=None,
+              units=None, g: float = 2.0) -> FieldControl:
+    r"""A piecewise-constant field control: H(t; v) = H0 − Σ_m v[m, k] Σ_{k∈sites} b̂_m·S_k on
+    [times[k], times[k+1]) (zero outside), params v (K,) for one direction or (M, K) for ``directions`` (M, 3).
+
+    Args:
+        H0: a SpinModel (its sites are driven), a (D, D) array (then give ``spins``) or a TimeDependent.
+        times: (K+1,) increasing segment edges in ħ/E0 (ps with ``units``). One segment [0, T] is a constant field.
+        directions: b̂ (3,) or (M, 3), normalised here.
+        sites: driven sites (default all).
+        max_field: |v| ≤ max_field (E0; tesla with ``units``): the box bounds of the control, or None.
+        units: a :class:`~qllg_jax.Units` (values in T, times in ps), or None (E0, ħ/E0).
+
+    Example: ``control = design.pwc_field(q.dimer_model(), jnp.linspace(0, 4, 9), sites=[0], max_field=1.0)``, then
+    ``design.fit(design.solve_loss(control, rho0, ts, objective), control.init(0.1), bounds=control.bounds)``.
+    """
+    spins = _control_spins(H0, spins)
+    times = np.asarray(real_array(times, "times"), dtype=float)
+    if units is not None:
+        times = units.time(times)
+    fields = _unit_fields(spins, directions, sites, units, g)
+    pwc(times, np.zeros(max(times.shape[0] - 1, 1) if times.ndim == 1 else 1), fields[0])  # validates times
+    bound = None
+    if max_field is not None:
+        bound = check_positive(max_field, "max_field")
+    return FieldControl(H0, fields, jnp.asarray(times), None if bound is None else -bound,
+                        None if bound is None else bound)
+
+
+def pulse_field(H0, pulse: Callable, direction=(0.0, 0.0, 1.0), *, sites=None, bounds=None, spins=None,
+                units=None, g: float = 2.0) -> FieldControl:
+    r"""A shaped field pulse: H(t; p) = H0 − f(t; p) Σ_{k∈sites} b̂·S_k with f = ``pulse(params)``.
+
+    Args:
+        H0: a SpinModel, a (D, D) array (then give ``spins``) or a TimeDependent.
+        pulse: params → a :mod:`qllg_jax.pulses` pulse (or a real function of t), e.g.
+            ``lambda p: q.pulses.gaussian(p["amplitude"], 2.0, p["width"]) * q.pulses.cosine(1.0, 2.0, p["phase"])``;
+            its amplitude is the field in E0 (tesla with ``units``; build the pulse's times with the same units).
+        direction: b̂ (3,), normalised here.
+        bounds: a dict name → (lower, upper) for some parameters of a dict ``params`` (the others unbounded), or a
+            (lower, upper) pair as :func:`fit` takes it; None: unbounded.
+    """
+    if not callable(pulse):
+        raise ValueError(f"pulse must be a callable params -> pulse, got {type(pulse).__name__}")
+    spins = _control_spins(H0, spins)
+    if np.shape(direction) != (3,):
+        raise ValueError(f"direction must be a 3-vector, got shape {np.shape(direction)}")
+    fields = _unit_fields(spins, direction, sites, units, g)
+    lower = upper = None
+    if isinstance(bounds, dict):
+        for name, pair in bounds.items():
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"bounds[{name!r}] must be a pair (lower, upper), got {pair!r}")
+        lower = {name: pair[0] for name, pair in bounds.items()}
+        upper = {name: pair[1] for name, pair in bounds.items()}
+    elif bounds is not None:
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise ValueError(f"bounds must be a dict name -> (lower, upper) or a pair (lower, upper), got {bounds!r}")
+        lower, upper = bounds
+    return FieldControl(H0, fields, None, lower, upper, pulse)
 
 
 def correlation_loss(rho, target) -> jax.Array:
