@@ -155,7 +155,8 @@ CASES = [
     # ------------------------------------------------------------------ design (same causes)
     Case("fit init string leaf", design.fit, "init_params", {"J": "1"}, words=("real numbers",), args=(QUADRATIC,),
          kwargs=FIT, names="init_params['J']"),
-    Case("fit bounds PyTree of other structure", design.fit, "bounds", ({"a": 0.0}, 1.0), words=("PyTree",),
+    Case("fit bounds naming parameters that do not exist", design.fit, "bounds", ({"a": 0.0}, 1.0),
+         words=("do not exist", "'a'"),
          args=(QUADRATIC, {"x": jnp.zeros(2)}), kwargs=FIT),
     Case("fit key float", design.fit, "key", 0.5, words=("PRNGKey",), args=(QUADRATIC, jnp.zeros(2)), kwargs=FIT),
     Case("solve_loss kappa negative", design.fit, "loss_fn",

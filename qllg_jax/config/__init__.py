@@ -26,6 +26,7 @@ schema (:mod:`.schema`) that validates configs. Coupling conventions: a dimer's 
 (a ``ValueError``) whose message starts with its dotted key.
 """
 
+from . import drives as _drives  # noqa: F401  (registers [[drive]] with the schema)
 from .schema import INITIAL_STATES, OBSERVABLES, TWO_QUBIT_OBSERVABLES, ConfigError, reference, validate
 from .system import System, build_system, load_config, tomllib, with_overrides
 

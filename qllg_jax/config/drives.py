@@ -39,6 +39,7 @@ from .. import pulses
 from ..drives import PWC, Modulated
 from ..hamiltonians import SpinModel
 from ..units import Units
+from . import schema
 from .schema import REQUIRED, Choice, ConfigError, Key, Number, Numbers, Table, _describe, _unknown_key, validate_table
 
 DRIVE_SHAPES = ("gaussian", "rectangular", "cosine", "sine", "chirp", "rotating")
@@ -335,6 +336,11 @@ def describe_drives(drives, units: Units | None) -> list[dict]:
                                         "rate (E0/hbar)^2, phase rad"})
     return out
 
+
+# registered with the schema (which validates configs and prints the reference without importing this module)
+schema.TABLE_ARRAYS["drive"] = DRIVE
+schema.TABLE_ARRAY_NOTES["drive"] = DRIVE_NOTE
+schema.TABLE_ARRAY_VALIDATORS["drive"] = validate_drives
 
 __all__ = ["DRIVE", "DRIVE_SHAPES", "build_drive", "build_drives", "describe_drives", "drive_field", "quantity",
            "solver_values", "validate_drives"]

@@ -651,15 +651,19 @@ def reference() -> str:
 # The array tables live in their own modules (config/drives.py); these hooks are all schema.py knows of them.
 
 TABLE_ARRAYS: dict[str, Table] = {}
-"""name → the :class:`Table` of each element of a TOML array of tables (``[[drive]]``), filled below."""
+"""name → the :class:`Table` of each element of a TOML array of tables (``[[drive]]``), registered by its module."""
 TABLE_ARRAY_NOTES: dict[str, str] = {}
+
+
+TABLE_ARRAY_VALIDATORS: dict = {}
+"""name → validate(raw list, physical: bool) → list of validated tables; each array's module registers itself
+(config/drives.py at import; config/__init__ imports it), so schema.py imports none of them (no import cycle)."""
 
 
 def _validate_table_arrays(config: Mapping, out: Mapping) -> dict:
     """The validated arrays of tables (``drive``: a list, empty when absent), given the validated tables ``out``."""
-    from .drives import validate_drives
-
-    return {"drive": validate_drives(config.get("drive", []), out["units"]["kind"] == "physical")}
+    physical = out["units"]["kind"] == "physical"
+    return {name: validate(config.get(name, []), physical) for name, validate in TABLE_ARRAY_VALIDATORS.items()}
 
 
 def _array_key_spec(dotted: str, parts: list[str]) -> tuple[Key, str]:
@@ -672,13 +676,3 @@ def _array_key_spec(dotted: str, parts: list[str]) -> tuple[Key, str]:
     if parts[2] not in table.keys:
         raise _unknown_key(table, parts[2], f"{name}[{parts[1]}]")
     return table.keys[parts[2]], ".".join(parts[3:])
-
-
-def _register_table_arrays() -> None:
-    from .drives import DRIVE, DRIVE_NOTE
-
-    TABLE_ARRAYS["drive"] = DRIVE
-    TABLE_ARRAY_NOTES["drive"] = DRIVE_NOTE
-
-
-_register_table_arrays()
