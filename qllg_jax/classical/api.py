@@ -11,7 +11,7 @@ from .._checks import concrete_value, key_batch_shape
 from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg
-from ..thermal.noise import check_temperature, key_batch_shape
+from ..thermal.noise import check_temperature
 
 _THERMAL_ONLY = ("key", "dt", "noise", "brownian_tol")
 

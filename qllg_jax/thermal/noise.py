@@ -40,8 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import as_array, concrete_value
-from .._checks import prng_key
+from .._checks import as_array, concrete_value, key_batch_shape, prng_key  # noqa: F401  (key_batch_shape re-exported)
 
 NOISES = ("tree", "steps")
 
@@ -86,18 +85,6 @@ def check_noise_key(key, temperature, name: str = "key"):
         raise ValueError(f"{name} is required at temperature > 0 (one jax.random key per trajectory; "
                          "jax.vmap over keys for an ensemble)")
     return prng_key(key, name)
-
-
-def key_batch_shape(key) -> tuple[int, ...] | None:
-    """Leading batch axes of a batch of keys, () for one key, None when ``key`` is not an array of keys."""
-    dtype = getattr(key, "dtype", None)
-    if dtype is None:
-        return None
-    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return tuple(np.shape(key))
-    if np.dtype(dtype) == np.uint32 and np.ndim(key) >= 1 and np.shape(key)[-1] == 2:
-        return tuple(np.shape(key)[:-1])
-    return None
 
 
 def noise_amplitudes(damping, temperature, spins) -> jax.Array:
