@@ -430,7 +430,8 @@ class Modulated(TimeDependent):
 
 
 class PWC(TimeDependent):
-    r"""H(t) = weight · values[..., k] · H1 for t ∈ [times[k], times[k+1]), zero outside [times[0], times[-1]).
+    r"""H(t) = weight · values[..., k] · H1 for t ∈ [times[k], times[k+1]) (the last segment closed: [times[K−1],
+    times[K]]), zero outside [times[0], times[K]].
 
     ``times`` (K+1,) increasing, ``values`` (..., K) real (leading axes: batch), ``H1`` (D, D) or SpinModel."""
 
@@ -452,7 +453,10 @@ class PWC(TimeDependent):
         t = jnp.asarray(t, dtype=float)
         times = jnp.asarray(self.times)
         index = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, self.values.shape[-1] - 1)
-        inside = (t >= times[0]) & (t < times[-1])
+        # the last segment includes its right edge: when it is the end of the integration, the solver's last stage
+        # is evaluated at exactly that time (with a half-open last segment reverse mode lost ≈ 13 % of
+        # ∂/∂values[-1]; tests/test_drives.py::test_gradient_wrt_the_last_pwc_value_when_the_last_edge_is_t_end)
+        inside = (t >= times[0]) & (t <= times[-1])
         return self.weight * jnp.where(inside, jnp.asarray(self.values)[..., index], 0.0)
 
     def __call__(self, t):
@@ -610,7 +614,7 @@ def modulated(f, H1, *, discontinuity_ts=None) -> Modulated:
 
 
 def pwc(times, values, H1) -> PWC:
-    r"""Piecewise-constant H(t) = values[..., k]·H1 on [times[k], times[k+1]), zero outside.
+    r"""Piecewise-constant H(t) = values[..., k]·H1 on [times[k], times[k+1]) (the last one closed), zero outside.
 
     Args:
         times: (K+1,) strictly increasing segment edges (ħ/E0).
