@@ -35,7 +35,8 @@ def test_sums_in_either_order_evaluate_to_the_formula():
         np.testing.assert_allclose(np.asarray(H(t)), expected, atol=1e-14)
     np.testing.assert_allclose(np.asarray((H0 - drive)(t)), H0 - 0.3 * np.sin(1.4) * X1, atol=1e-14)
     np.testing.assert_allclose(np.asarray((2.0 * step)(0.2)), 2 * Z2, atol=1e-14)
-    assert np.all(np.asarray(step(1.0)) == 0) and np.all(np.asarray(step(-0.1)) == 0)  # zero outside [t0, tK)
+    assert np.all(np.asarray(step(1.0 + 1e-9)) == 0) and np.all(np.asarray(step(-0.1)) == 0)  # zero outside [t0, tK]
+    np.testing.assert_array_equal(np.asarray(step(1.0)), -0.5 * Z2)  # the last segment includes its right edge
     H = H0 + drive + step
     np.testing.assert_array_equal(H.static, H0)
     assert H.drive is not None and not H.is_piecewise_constant
