@@ -576,8 +576,8 @@ def test_gradient_wrt_the_last_pwc_value_when_the_last_edge_is_t_end():
 
     def reference_loss(v):
         def numpy_H(t):
-            j = np.searchsorted(times, t, side="right") - 1
-            return H0 + (v[min(j, k - 1)] * X1 if 0 <= j <= k else 0.0)
+            j = min(np.searchsorted(times, t, side="right") - 1, k - 1)  # the last segment closed at t_end
+            return H0 + (v[j] * X1 if times[0] <= t <= times[-1] else 0.0)
 
         return float(np.real(np.trace(reference_solve(numpy_H, rho0, ts, 0.5)[-1] @ observable)))
 
