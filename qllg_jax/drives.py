@@ -69,6 +69,14 @@ def _as_pytree_function(f, name: str):
     return _ClosureConverted(fn, tuple(consts))
 
 
+@eqx.filter_jit
+def sample(f, grid):
+    """f at every time of ``grid`` (n,) in ONE compiled program (an eager ``jax.vmap`` would compile a kernel per
+    operation of f); f a pytree callable (a Module, Partial or closure-converted function): new parameter values of
+    the same f reuse the program."""
+    return jax.vmap(f)(grid)
+
+
 def _output_shape(f, name: str):
     """Shape and dtype of f(t) for a scalar float t, by abstract evaluation (no compute)."""
     try:
@@ -408,7 +416,7 @@ class Modulated(TimeDependent):
     def _check_on(self, grid):
         if not is_concrete(self.f, self.weight):
             return
-        values = np.asarray(jax.vmap(self.f)(jnp.asarray(grid)))
+        values = np.asarray(sample(self.f, jnp.asarray(grid)))
         bad = ~np.isfinite(values)
         if np.any(bad):
             where = grid[np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0][0]]
@@ -511,7 +519,7 @@ class TimeCallable(TimeDependent):
     def _check_on(self, grid):
         if not is_concrete(self.fn, self.weight):
             return
-        values = np.asarray(jax.vmap(self.fn)(jnp.asarray(grid)))
+        values = np.asarray(sample(self.fn, jnp.asarray(grid)))
         finite = np.isfinite(values).all(axis=(-2, -1))
         if not finite.all():
             raise ValueError(f"timecallable: fn(t) is not finite (NaN or inf) at t = {grid[np.argmin(finite)]:.6g}")

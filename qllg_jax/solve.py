@@ -238,7 +238,9 @@ def solve(
             D_k = κ τ / s_k (Stratonovich), integrated by :func:`~qllg_jax.thermal.stochastic_frames` (a unitary
             Cayley–Heun step per fixed step: every trajectory keeps the spectrum of ϱ0). ``temperature=0`` (known
             on the host) or None is exactly the deterministic solve. At τ > 0: H is a SpinModel (or a raw matrix
-            with ``spins``; a driven H is refused), one ϱ0 and a scalar κ; the method is ``ket`` (pure ϱ0) or
+            with ``spins``), or a driven H(t) of them without batch axes (the drive is evaluated at each step's
+            midpoint, its jumps are step boundaries: :mod:`qllg_jax.thermal.drive`), one ϱ0 and a scalar κ; the
+            method is ``ket`` (pure ϱ0) or
             ``frame``; the step is fixed (``max_step``, default from the spectral width of H and the noise) and
             rtol/atol/solver/max_steps/gradient/batching are not used; ``energy_increase`` is NaN (the noise does
             work: the energy is not monotone). A traced temperature needs ``max_step``.

@@ -133,9 +133,9 @@ def test_bad_hamiltonians_and_batches():
     H = np.asarray(ONE.matrix())
     with pytest.raises(ValueError, match="spins="):
         q.solve(H, PSI0, TS, KAPPA, temperature=0.5, key=KEYS[0])
-    driven = ONE + q.modulated(lambda t: jnp.cos(t), np.asarray(q.spin_matrices(0.5)[0]))
-    with pytest.raises(ValueError, match="driven H is not supported"):
-        q.solve(driven, PSI0, TS, KAPPA, temperature=0.5, key=KEYS[0])
+    with pytest.raises(ValueError, match="batch axes"):  # one drive per solve (driven solves: test_thermal_drive.py)
+        q.solve(ONE + q.pwc(np.array([0.0, 1.0]), np.ones((2, 1)), np.asarray(q.spin_matrices(0.5)[0])), PSI0, TS,
+                KAPPA, temperature=0.5, key=KEYS[0])
     with pytest.raises(ValueError, match="kappa must be a scalar"):
         q.solve(ONE, PSI0, TS, np.array([0.1, 0.2]), temperature=0.5, key=KEYS[0])
     with pytest.raises(ValueError, match="one state"):

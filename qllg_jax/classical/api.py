@@ -8,7 +8,6 @@ import functools
 import numpy as np
 
 from .._checks import concrete_value, key_batch_shape
-from ..drives import TimeDependent
 from . import llg
 from .stochastic import stochastic_llg
 from ..thermal.noise import check_temperature
@@ -25,7 +24,9 @@ _THERMAL_DOC = """
             required at τ > 0. Same key ⇒ same path, bit for bit.
         dt, noise, brownian_tol: the fixed step (checked against the fastest precession; default from it), the
             Brownian path (``"tree"``: steps h and h/2 see one path; ``"steps"``: one draw per step) and the
-            tree's resolution. rtol/atol/solver/max_steps apply to the deterministic solve only.
+            tree's resolution. rtol/atol/solver/max_steps apply to the deterministic solve only. A driven model
+            (SpinModel terms) works at τ > 0 too: the field is evaluated at each step's midpoint and the drive's
+            jumps are step boundaries (:mod:`qllg_jax.thermal.drive`).
 """
 
 
@@ -43,9 +44,6 @@ def classical_llg(model, m0, ts, alpha, *, temperature=None, key=None, dt=None, 
     value = concrete_value(temperature)
     if value is not None and value == 0:
         return llg.classical_llg(model, m0, ts, alpha, **options)
-    if isinstance(model, TimeDependent):
-        raise TypeError("classical_llg: a driven model at temperature > 0 is not supported yet (the stochastic "
-                        "integrator takes a static SpinModel); drop temperature for the deterministic driven solve")
     unused = sorted(set(options) & {"rtol", "atol", "solver", "max_steps"})
     if unused:
         raise ValueError(f"{', '.join(unused)} apply to the deterministic solve only; at temperature > 0 the step is "

@@ -36,8 +36,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import check_kappa, concrete_value
+from .._checks import check_kappa, concrete_value, is_concrete
+from ..drives import Constant
 from ..hamiltonians import SpinModel
+from ..thermal.drive import drive_rate, nodes_with_jumps, split_drive
 from ..thermal.lie import cross, rational_rotate
 from ..thermal.noise import (
     brownian_noise,
@@ -51,7 +53,7 @@ from ..thermal.noise import (
     noise_amplitudes,
     time_grid,
 )
-from .llg import _check_m0
+from .llg import _check_m0, read_classical_model
 
 
 def precession_bound(model: SpinModel) -> float | None:
@@ -101,6 +103,49 @@ class AffineField(eqx.Module):
         return tuple(jnp.broadcast_to(o, m[0].shape) for o in out)
 
 
+class DrivenField(eqx.Module):
+    """b_k(m, t) = b_static(m) + Σ_j c_j(t)·b_j(m) for a driven model (every term a SpinModel, each field affine
+    in m: :class:`AffineField`); ``coefficients``: the modulated/pwc terms (their ``coefficient(t)``)."""
+
+    statics: tuple
+    parts: tuple
+    coefficients: tuple
+
+    def __call__(self, m, t):
+        out = None
+        for static in self.statics:
+            field = static(m)
+            out = field if out is None else tuple(a + b for a, b in zip(out, field))
+        for term, part in zip(self.coefficients, self.parts):
+            c = term.coefficient(t)
+            contribution = tuple(c * x for x in part(m))
+            out = contribution if out is None else tuple(a + b for a, b in zip(out, contribution))
+        return out
+
+
+def driven_field(model) -> AffineField | DrivenField:
+    """The classical field of a SpinModel (:class:`AffineField`) or of a driven model (:class:`DrivenField`)."""
+    if isinstance(model, SpinModel):
+        return affine_field(model)
+    statics = tuple(affine_field(t.operator_) for t in model.terms if isinstance(t, Constant))
+    driven = [t for t in model.terms if not isinstance(t, Constant)]
+    return DrivenField(statics, tuple(affine_field(t.operator_) for t in driven), tuple(driven))
+
+
+def driven_precession_bound(model, t0: float, t1: float) -> float | None:
+    """:func:`precession_bound` of a SpinModel, or for a driven model the static bound plus Σ_j max|c_j|·bound_j."""
+    if isinstance(model, SpinModel):
+        return precession_bound(model)
+    statics = [precession_bound(t.operator_) for t in model.terms if isinstance(t, Constant)]
+    driven = [t for t in model.terms if not isinstance(t, Constant)]
+    with jax.ensure_compile_time_eval():  # host values, also while an enclosing jit traces
+        amplitudes = [concrete_value(t._amplitude_bound(t0, t1)) if is_concrete(t) else None for t in driven]
+    parts = [precession_bound(t.operator_) for t in driven]
+    if any(x is None for x in statics + amplitudes + parts):
+        return None
+    return sum(statics) + sum(float(np.max(a)) * p for a, p in zip(amplitudes, parts))
+
+
 def affine_field(model: SpinModel) -> AffineField:
     zero = jnp.zeros((model.n_sites, 3))
     b0 = model.classical_field(zero)
@@ -119,8 +164,12 @@ def _rotation_vector(field, m, kick, h, alpha):
     return tuple((alpha * t - x) / (1 + alpha**2) for t, x in zip(turn, b))
 
 
-def heun_step(field, m, h, dw, sigma, alpha, one):
-    """One stochastic Heun step in so(3)^N (module docstring) on component tuples m (N, *K), dw (N, 3, *K)."""
+def heun_step(field, m, t, h, dw, sigma, alpha, one):
+    """One stochastic Heun step in so(3)^N (module docstring) over [t, t + h] on component tuples m (N, *K), dw
+    (N, 3, *K). A driven field is evaluated at the midpoint t + h/2 in both stages (:mod:`qllg_jax.thermal.drive`)."""
+    if isinstance(field, DrivenField):
+        middle, driven = t + h / 2, field
+        field = lambda m: driven(m, middle)  # noqa: E731
     scale = sigma.reshape(sigma.shape + (1,) * (dw.ndim - 2))
     kick = materialise(tuple(scale * dw[:, a] for a in range(3)), one)
     theta0 = materialise(_rotation_vector(field, m, kick, h, alpha), one)
@@ -133,7 +182,7 @@ def heun_step(field, m, h, dw, sigma, alpha, one):
 @eqx.filter_jit
 def _integrate(field, m0, alpha, sigma, noise, grid):
     """m0 components (N, *K) → m(t) (T, N, *K, 3)."""
-    step = lambda m, t, h, dw, one: heun_step(field, m, h, dw, sigma, alpha, one)  # noqa: E731
+    step = lambda m, t, h, dw, one: heun_step(field, m, t, h, dw, sigma, alpha, one)  # noqa: E731
     return jnp.stack(integrate_fixed(step, m0, noise, grid), axis=-1)
 
 
@@ -152,14 +201,17 @@ def stochastic_llg(
     """One trajectory of the stochastic LLG (module docstring) from ``m0``, saved at ``ts``.
 
     Args:
-        model: the :class:`~qllg_jax.SpinModel` (energies in E0).
+        model: the :class:`~qllg_jax.SpinModel` (energies in E0), or a driven H of SpinModel terms (``H0 +
+            q.pulses.field_drive(H0, pulse, b)``, ``q.pwc`` of a SpinModel): the field b(m, t) is evaluated at each
+            step's midpoint and the drive's jumps are step boundaries (:mod:`qllg_jax.thermal.drive`).
         m0: initial directions (N, 3) (normalised here).
         ts: save times (T,), strictly increasing, known on the host; ħ/E0.
         alpha: Gilbert damping α ≥ 0.
         temperature: τ = k_B T ≥ 0 in E0 (scalar; vmap over it for several).
         key: the trajectory's ``jax.random`` key (required at τ > 0); same key ⇒ the same path, bit for bit. A batch
             of keys (K,) runs K trajectories as one ensemble (fast with ``noise="steps"``) → m(t) (K, T, N, 3).
-        dt: fixed step (ħ/E0); default: precession ≤ 0.05 rad and rms noise rotation ≤ 0.25 rad per step.
+        dt: fixed step (ħ/E0); default: precession (a drive's amplitude included, or the drive's own rate if
+            faster) ≤ 0.05 rad and rms noise rotation ≤ 0.25 rad per step.
         noise: ``"tree"`` (VirtualBrownianTree: h and h/2 see the same path) or ``"steps"`` (one counter-based draw
             per step: the fast choice for ensembles).
         brownian_tol: the tree's resolution (default min((t1 − t0)/2^16, dt/2)); the path depends on it.
@@ -169,29 +221,34 @@ def stochastic_llg(
         Works under ``jax.jit``/``vmap`` (model, m0, α, τ and the key may be traced; then pass ``dt``) and
         ``jax.grad`` (pathwise derivatives for a fixed key).
     """
-    if not isinstance(model, SpinModel):
-        raise ValueError(f"model must be a SpinModel (see qllg_jax.spin_model), got {type(model).__name__}")
+    model, n_sites = read_classical_model(model)
+    drive = split_drive(model)[1]
     temperature = check_temperature(temperature)
     batch = key_batch_shape(key)
     if batch and len(batch) != 1:
         raise ValueError(f"key must be one key or a 1-D batch of keys, got a batch of shape {batch}")
     key = key if batch else check_noise_key(key, temperature)
-    m0 = _check_m0(m0, model.n_sites)
+    m0 = _check_m0(m0, n_sites)
     ts = host_times(ts)
+    if drive is not None:
+        drive.check(ts)  # f(t) finite on the save grid, before compute
     alpha = check_kappa(alpha, "alpha")
     sigma = noise_amplitudes(alpha, temperature, model.spins)
     diffusion = concrete_value(sigma)
-    rate = precession_bound(model)
+    bound, drive_speed = driven_precession_bound(model, ts[0], ts[-1]), drive_rate(drive, ts[0], ts[-1])
+    rate = None if bound is None or drive_speed is None else max(bound, drive_speed)
     dt = check_step(dt, rate, None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "model")
-    grid = time_grid(ts, dt)
-    field = affine_field(model)
+    nodes, saved = nodes_with_jumps(ts, drive)  # a drive's jumps are step boundaries
+    grid = time_grid(nodes, dt)
+    field = driven_field(model)
     sigma = jnp.asarray(sigma, dtype=float)
+    pick = (lambda m: m) if nodes.shape == ts.shape else (lambda m: m[saved])  # noqa: E731  (the save times)
     if batch and noise == "tree":  # one Brownian tree per key
-        run = lambda k: _integrate(field, _components(m0, ()), alpha, sigma,  # noqa: E731
-                                   brownian_noise(noise, k, ts, (model.n_sites, 3), dt, brownian_tol), grid)
+        run = lambda k: pick(_integrate(field, _components(m0, ()), alpha, sigma,  # noqa: E731
+                                        brownian_noise(noise, k, ts, (n_sites, 3), dt, brownian_tol), grid))
         return jax.vmap(run)(key)
-    source = brownian_noise(noise, key, ts, (model.n_sites, 3), dt, brownian_tol)
-    m = _integrate(field, _components(m0, batch), alpha, sigma, source, grid)  # (T, N, *K, 3)
+    source = brownian_noise(noise, key, ts, (n_sites, 3), dt, brownian_tol)
+    m = pick(_integrate(field, _components(m0, batch), alpha, sigma, source, grid))  # (T, N, *K, 3)
     return jnp.moveaxis(m, 2, 0) if batch else m
 
 

@@ -45,10 +45,12 @@ import numpy as np
 from .._checks import check_choice, check_flag, check_hamiltonian, check_kappa, check_spins, concrete_value, is_concrete
 from .._linalg import dagger, matmul
 from ..equations.frame import FRAME_EQUATIONS, frame_coupling, frame_density_matrix
+from ..drives import DrivenOperator
 from ..hamiltonians import SpinModel, apply_local_terms
 from ..methods import Frame, read_initial_state
 from ..methods._operator import as_operator
 from ..operators import site_dims, site_spin_operators, spin_matrices
+from .drive import drive_rate, drive_width, nodes_with_jumps, split_drive
 from .lie import cayley_apply, pair_cayley, pair_dagger, pair_hermitian_part, pair_matmul
 from .noise import (
     brownian_noise,
@@ -76,28 +78,38 @@ class ThermalHamiltonian(eqx.Module):
     site_terms: list | None
     bond_terms: list | None
     spin_ops: list | jax.Array
+    drive: DrivenOperator | None
     dims: tuple[int, ...] = eqx.field(static=True)
     bonds: tuple[tuple[int, int], ...] = eqx.field(static=True)
 
-    def apply(self, h, dw, frame):
-        """dH·U for the step h and noise increments dw (N, 3)."""
+    def apply(self, t, h, dw, frame):
+        """dH·U for the step h at the drive's time t (the step's midpoint) and noise increments dw (N, 3):
+        dH = (H0 + Σ_k c_k(t) H_k + Σ_j F_j(t))·h − Σ_k σ_k dw_k·S_k."""
         kicks = self.sigma[:, None] * dw
         if self.dense is not None:
             dh = h * self.dense - jnp.einsum("ka,kaij->ij", kicks.astype(complex), self.spin_ops)
-            return matmul(dh, frame)
-        sites = [h * term - jnp.einsum("a,aij->ij", kicks[k].astype(complex), self.spin_ops[k])
-                 for k, term in enumerate(self.site_terms)]
-        return apply_local_terms(self.dims, self.bonds, sites, [h * term for term in self.bond_terms], frame)
+            out = matmul(dh, frame)
+        else:
+            sites = [h * term - jnp.einsum("a,aij->ij", kicks[k].astype(complex), self.spin_ops[k])
+                     for k, term in enumerate(self.site_terms)]
+            out = apply_local_terms(self.dims, self.bonds, sites, [h * term for term in self.bond_terms], frame)
+        if self.drive is not None:
+            out = out + h * self.drive.apply(t, frame)
+        return out
 
 
-def thermal_hamiltonian(H, spins, sigma) -> ThermalHamiltonian:
-    """From a SpinModel (its own spins) or a dense (D, D) H with the site ``spins``."""
+def thermal_hamiltonian(H, spins, sigma, drive=None) -> ThermalHamiltonian:
+    """From a SpinModel (its own spins) or a dense (D, D) H with the site ``spins`` (H None: no static part, a zero
+    matrix); ``drive``: the time-dependent terms of a driven H (a :class:`~qllg_jax.TimeDependent`, or None)."""
     if isinstance(H, SpinModel):
         op = as_operator(H, dense=False)
         ops = [spin_matrices(s) for s in H.spins]
-        return ThermalHamiltonian(sigma, None, op.site_terms, op.bond_terms, ops, H.dims, H.bonds)
-    op = as_operator(H, dense=True)
-    return ThermalHamiltonian(sigma, op.dense, None, None, jnp.stack(site_spin_operators(spins)), site_dims(spins), ())
+        driven = None if drive is None else drive.operator(dense=False)
+        return ThermalHamiltonian(sigma, None, op.site_terms, op.bond_terms, ops, driven, H.dims, H.bonds)
+    dims = site_dims(spins)
+    dense = jnp.zeros((math.prod(dims),) * 2, dtype=complex) if H is None else as_operator(H, dense=True).dense
+    driven = None if drive is None else drive.operator(dense=True)
+    return ThermalHamiltonian(sigma, dense, None, None, jnp.stack(site_spin_operators(spins)), driven, dims, ())
 
 
 def generator_pieces(frame, g, coupling, kernel):
@@ -112,11 +124,13 @@ def generator_pieces(frame, g, coupling, kernel):
     return jnp.concatenate([frame, z], axis=1), jnp.concatenate([top, bottom], axis=0)
 
 
-def heun_step(thermal: ThermalHamiltonian, frame, h, dw, coupling, kernel):
-    """One stochastic Heun step with Cayley maps (module docstring); U (D, r) → U (D, r)."""
-    piece0 = generator_pieces(frame, thermal.apply(h, dw, frame), coupling, kernel)
+def heun_step(thermal: ThermalHamiltonian, frame, t, h, dw, coupling, kernel):
+    """One stochastic Heun step with Cayley maps (module docstring) over [t, t + h]; U (D, r) → U (D, r). A drive
+    is evaluated at the midpoint t + h/2 in both stages (:mod:`.drive`)."""
+    middle = t + h / 2
+    piece0 = generator_pieces(frame, thermal.apply(middle, h, dw, frame), coupling, kernel)
     predictor = cayley_apply(frame, [piece0])
-    piece1 = generator_pieces(predictor, thermal.apply(h, dw, predictor), coupling, kernel)
+    piece1 = generator_pieces(predictor, thermal.apply(middle, h, dw, predictor), coupling, kernel)
     half = lambda piece: (piece[0], 0.5 * piece[1])  # noqa: E731
     return cayley_apply(frame, [half(piece0), half(piece1)])
 
@@ -224,7 +238,7 @@ class FrameTrajectory(eqx.Module):
 @eqx.filter_jit
 def _integrate(thermal, frame0, coupling, kernel, noise, grid):
     """The equation and the gauge fix enter only through the arrays M and c(−λ): one program for all three."""
-    step = lambda u, t, h, dw, one: heun_step(thermal, u, h, dw, coupling, kernel)  # noqa: E731
+    step = lambda u, t, h, dw, one: heun_step(thermal, u, t, h, dw, coupling, kernel)  # noqa: E731
     return integrate_fixed(step, frame0, noise, grid)
 
 
@@ -233,32 +247,38 @@ def _coupling(weights, kappa, equation, gauge_fix):
     return frame_coupling(weights, kappa, equation, gauge_fix)
 
 
-def _spectral_width(thermal: ThermalHamiltonian, H) -> float | None:
-    """E_max − E_min of H on the host (None when traced): eigvalsh of the dense matrix for D ≤ 256, else the sum
-    of the local terms' widths."""
-    if not is_concrete(H):
+def _spectral_width(thermal: ThermalHamiltonian, H, ts=None) -> float | None:
+    """E_max − E_min of the static H on the host (None when traced): eigvalsh of the dense matrix for D ≤ 256, else
+    the sum of the local terms' widths; plus, for a drive, Σ_k max|c_k|·width(H_k) over [ts[0], ts[-1]]."""
+    if not is_concrete(H) or not is_concrete(thermal.drive):
         return None
     dim = math.prod(thermal.dims)
     with jax.ensure_compile_time_eval():  # host values, also while an enclosing jit traces (H is a constant)
         if dim <= 256:
             matrix = np.asarray(H.matrix() if isinstance(H, SpinModel) else thermal.dense)
             energies = np.linalg.eigvalsh(matrix)
-            return float(energies[-1] - energies[0])
-        terms = [*thermal.site_terms, *thermal.bond_terms]
-        return float(sum(np.ptp(np.linalg.eigvalsh(np.asarray(term))) for term in terms))
+            width = float(energies[-1] - energies[0])
+        else:
+            terms = [*thermal.site_terms, *thermal.bond_terms]
+            width = float(sum(np.ptp(np.linalg.eigvalsh(np.asarray(term))) for term in terms))
+        if thermal.drive is not None:
+            width += float(drive_width(thermal.drive, float(ts[0]), float(ts[-1])))
+    return width
 
 
-def _site_spins(H, spins):
-    if isinstance(H, SpinModel):
-        if spins is not None and tuple(check_spins(spins)) != tuple(H.spins):
-            raise ValueError(f"spins {tuple(spins)} disagree with the SpinModel's spins {H.spins}")
-        return tuple(H.spins)
+def _site_spins(H, spins, drive=None):
+    """The site spins: a SpinModel's own (static part, else the drive's SpinModel terms), else ``spins=``."""
+    own = tuple(H.spins) if isinstance(H, SpinModel) else (drive.spins if drive is not None else None)
+    if own is not None:
+        if spins is not None and tuple(check_spins(spins)) != tuple(own):
+            raise ValueError(f"spins {tuple(spins)} disagree with the SpinModel's spins {own}")
+        return tuple(own)
     if spins is None:
         raise ValueError("H is a raw matrix: pass spins=[s_1, ..., s_N] (the site spins S_k the thermal field "
                          "couples to), or give H as a SpinModel (qllg_jax.spin_model)")
     spins = check_spins(spins)
     dim = math.prod(site_dims(spins))
-    shape = jnp.shape(H)
+    shape = jnp.shape(H) if H is not None else (drive.dim,) * 2
     if len(shape) != 2 or shape != (dim, dim):
         raise ValueError(f"H must be a ({dim}, {dim}) matrix for spins {tuple(spins)} (D = {dim}), got shape {shape}")
     return spins
@@ -282,7 +302,10 @@ def stochastic_frames(
     """One trajectory of the stochastic q-LLG / q-LL / von Neumann equation (module docstring).
 
     Args:
-        H: a :class:`~qllg_jax.SpinModel` (matrix-free), or a Hermitian (D, D) matrix together with ``spins``.
+        H: a :class:`~qllg_jax.SpinModel` (matrix-free), or a Hermitian (D, D) matrix together with ``spins``, or a
+            driven H(t) (:mod:`qllg_jax.drives`: ``H0 + q.modulated(f, H1) + q.pwc(...)``, pulses) whose static part
+            is one of them (or whose terms are SpinModels). The drive is evaluated at each step's midpoint and its
+            jumps are step boundaries (:mod:`qllg_jax.thermal.drive`). One drive (no batch axes).
         rho0: ket (D,), density matrix (D, D) or :class:`~qllg_jax.LowRankState`, known on the host (its
             spectrum is taken there once). One state; ensembles by ``jax.vmap`` over keys.
         ts: save times (T,), strictly increasing, known on the host; ħ/E0.
@@ -292,7 +315,7 @@ def stochastic_frames(
         spins: the site spins of a raw matrix H (Π(2s_k + 1) = D); a SpinModel brings its own.
         equation: ``"qllg"`` (default), ``"qll"`` or ``"von_neumann"``.
         dt, noise, brownian_tol: as in :func:`qllg_jax.classical.stochastic.stochastic_llg` (the precession
-            rate is the spectral width of H).
+            rate is the spectral width of H, a drive's amplitude included, or the drive's own rate if faster).
         gauge_fix: zero the generator inside equal-eigenvalue blocks (default).
 
     Returns:
@@ -305,9 +328,10 @@ def stochastic_frames(
     key = key if batch else check_noise_key(key, temperature)
     equation = check_choice(equation, FRAME_EQUATIONS, "equation")
     gauge_fix = check_flag(gauge_fix, "gauge_fix")
-    site_spins = _site_spins(H, spins)
+    H, drive = split_drive(H)
+    site_spins = _site_spins(H, spins, drive)
     dim = math.prod(site_dims(site_spins))
-    if not isinstance(H, SpinModel):
+    if H is not None and not isinstance(H, SpinModel):
         H = check_hamiltonian(H, "H")
     state = read_initial_state(rho0, dim)
     if state.batch_shape:
@@ -316,18 +340,24 @@ def stochastic_frames(
     if not state.known:
         raise ValueError("rho0 must be known on the host (its eigendecomposition is taken there), not traced")
     ts = host_times(ts)
+    if drive is not None:
+        if drive.dim != dim:
+            raise ValueError(f"H: the drive acts on dimension {drive.dim}, the sites {tuple(site_spins)} on {dim}")
+        drive.check(ts)  # f(t) finite, timecallable matrices Hermitian, before compute
     kappa = check_kappa(kappa)
     sigma = noise_amplitudes(kappa, temperature, site_spins)
-    thermal = thermal_hamiltonian(H, site_spins, sigma)
+    thermal = thermal_hamiltonian(H, site_spins, sigma, drive)
     diffusion = concrete_value(sigma)
-    dt = check_step(dt, _spectral_width(thermal, H),
-                    None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "Hamiltonian")
+    width, drive_speed = _spectral_width(thermal, H, ts), drive_rate(drive, ts[0], ts[-1])
+    rate = None if width is None or drive_speed is None else max(width, drive_speed)
+    dt = check_step(dt, rate, None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "Hamiltonian")
     frame0, aux = Frame(gauge_fix=gauge_fix).initial(state)
     weights = jnp.asarray(aux["weights"], dtype=float)
     coupling, kernel = _coupling(weights, kappa, equation, gauge_fix)
     frame0 = jnp.asarray(frame0, dtype=complex)
-    grid, shape = time_grid(ts, dt), (len(site_spins), 3)
-    if noise == "steps" and frame0.shape[1] == dim <= FULL_RANK_MAX_DIM:  # eigenframe path, trajectories last
+    nodes, saved = nodes_with_jumps(ts, drive)  # a drive's jumps are step boundaries
+    grid, shape = time_grid(nodes, dt), (len(site_spins), 3)
+    if drive is None and noise == "steps" and frame0.shape[1] == dim <= FULL_RANK_MAX_DIM:  # eigenframe path
         dense = H.matrix() if isinstance(H, SpinModel) else thermal.dense
         ops = np.stack([np.asarray(o) for o in site_spin_operators(site_spins)]).astype(complex)
         start = tuple(jnp.broadcast_to(p.reshape(p.shape + (1,) * len(batch)), p.shape + tuple(batch))
@@ -336,8 +366,11 @@ def stochastic_frames(
                                       start, _pair(coupling), brownian_noise(noise, key, ts, shape, dt, brownian_tol), grid)
         frames = jnp.moveaxis(frames, 1, 0) if batch else frames
         return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
-    single = lambda k: _integrate(thermal, frame0, coupling, kernel, brownian_noise(noise, k, ts, shape, dt,  # noqa: E731
-                                                                                     brownian_tol), grid)
+    def single(k):
+        frames = _integrate(thermal, frame0, coupling, kernel, brownian_noise(noise, k, ts, shape, dt, brownian_tol),
+                            grid)
+        return frames if nodes.shape == ts.shape else frames[saved]  # the save times among the nodes
+
     if batch:
         return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
     return FrameTrajectory(single(key), weights, dt)

@@ -2,9 +2,9 @@ r""":func:`qllg_jax.solve` at finite temperature: the stochastic q-LLG of :mod:`
 
 ``solve(H, ϱ0, ts, κ, temperature=τ, key=key)`` with τ > 0 runs :func:`~qllg_jax.thermal.stochastic_frames` (the
 thermal noise operator H(t) = H − Σ_k ξ_k(t)·S_k, D_k = κτ/s_k, Stratonovich, one unitary Cayley–Heun step per
-fixed step) once per key — a batch of keys (…, K) is vmapped, one trajectory each — and records from the frames
+fixed step; a driven H(t) as in :mod:`.drive`) once per key — a batch of keys (…, K) is vmapped, one trajectory each — and records from the frames
 what a deterministic solve records (:meth:`~qllg_jax.methods.Method.record`: trace, purity, energy Tr ϱH of the
-static H, representation error, the observables), in one compiled function. A pure ϱ0 gives the ``ket`` method's
+deterministic H (a driven H: Tr ϱ(t)H(t)), representation error, the observables), in one compiled function. A pure ϱ0 gives the ``ket`` method's
 Result (``kets`` (…, T, D)), a mixed one the ``frame`` method's (``frames`` (…, T, D, r), ``weights``).
 
 Differences from the deterministic solve (documented in :func:`qllg_jax.solve`):
@@ -29,6 +29,7 @@ import numpy as np
 
 from .._arrays import concrete_value, is_concrete
 from .._checks import key_batch_shape
+from .._core import hamiltonian_at
 from .._failures import Failure
 from .._prepare import read_observables
 from ..drives import TimeDependent, is_driven
@@ -37,6 +38,7 @@ from ..methods import Frame, Ket, read_initial_state
 from ..methods._operator import as_operator
 from ..result import Diagnostics, Result, SolveError
 from .frames import stochastic_frames
+from .drive import nodes_with_jumps, split_drive
 from .noise import host_times, time_grid
 
 THERMAL_METHODS = ("auto", "frame", "ket")
@@ -52,12 +54,10 @@ def is_thermal(options) -> bool:
 
 
 def _static_model(H):
+    """H itself (static or driven, checked for the stochastic integrator); a constant TimeDependent: its static part."""
     if isinstance(H, TimeDependent):
-        if is_driven(H):
-            raise ValueError("temperature > 0 with a driven H is not supported yet: the stochastic integrator "
-                             "(qllg_jax.thermal.frames) steps a constant H; pass the static part (H.static) or "
-                             "solve at temperature=0")
-        return H.static
+        split_drive(H)  # no batch axes
+        return H if is_driven(H) else H.static
     if callable(H) and not isinstance(H, SpinModel) and not hasattr(H, "shape"):
         raise TypeError("H is a plain Python function; at temperature > 0 pass a SpinModel or a (D, D) matrix "
                         "with spins=")
@@ -77,7 +77,7 @@ def _method(options, rank: int):
 
 
 def _dim(H) -> int:
-    if isinstance(H, SpinModel):
+    if isinstance(H, (SpinModel, TimeDependent)):
         return H.dim
     return int(np.shape(H)[-1])
 
@@ -89,13 +89,14 @@ def solve_thermal(H, rho0, ts, kappa, options, observables=None) -> Result:
     if options.key is None:
         raise ValueError("key is required at temperature > 0: one jax.random key per trajectory (a batch of keys "
                          "(..., K) gives a batch of trajectories), e.g. key=jax.random.PRNGKey(0)")
-    if isinstance(H, SpinModel) and H.field.ndim > 2:
+    static = H.static if isinstance(H, TimeDependent) else H
+    if isinstance(static, SpinModel) and static.field.ndim > 2:
         raise ValueError(f"H: a SpinModel with batch axes {tuple(H.field.shape[:-2])} is not accepted at "
                          "temperature > 0 (one model per solve; batch over keys, or jax.vmap over the model)")
-    if not isinstance(H, SpinModel) and np.ndim(H) > 2:
+    if static is not None and not isinstance(static, SpinModel) and np.ndim(static) > 2:
         raise ValueError(f"H: a batch of matrices {np.shape(H)} is not accepted at temperature > 0 (one H per solve; "
                          "batch over keys, or jax.vmap over H)")
-    if options.spins is None and not isinstance(H, SpinModel):
+    if options.spins is None and not isinstance(static, SpinModel) and getattr(H, "spins", None) is None:
         raise ValueError("H is a raw matrix: pass spins=[s_1, ..., s_N] (the site spins S_k the thermal field "
                          "couples to), or give H as a SpinModel (qllg_jax.spin_model)")
     if np.ndim(kappa) != 0:
@@ -120,8 +121,9 @@ def solve_thermal(H, rho0, ts, kappa, options, observables=None) -> Result:
     keys = options.key.reshape((-1,) + tuple(np.shape(options.key))[len(batch):]) if batch else options.key[None]
     trajectories = jax.vmap(run)(keys)
     dt = trajectories.dt
-    steps = time_grid(ts, dt).total_steps
-    operator = as_operator(H, dense=method.needs_dense_H)
+    steps = time_grid(nodes_with_jumps(ts, split_drive(H)[1])[0], dt).total_steps
+    # the energy Tr ϱH(t) of the deterministic H(t) (a driven H: its DrivenOperator, evaluated at every save time)
+    operator = H.operator(method.needs_dense_H) if is_driven(H) else as_operator(H, dense=method.needs_dense_H)
     out = _record(method, operator, trajectories.frames, trajectories.weights, ts, observed, options.save_states,
                   steps)
     if not batch:
@@ -147,7 +149,8 @@ def _record(method, operator, frames, weights, ts, observables, save_states: boo
     def one(frame_t, w):
         aux = {} if ket else {"weights": w}
         states = frame_t[..., 0] if ket else frame_t
-        saved = jax.vmap(lambda y: method.record(y, operator, aux, observables, save_states))(states)
+        saved = jax.vmap(lambda y, t: method.record(y, hamiltonian_at(operator, t), aux, observables, save_states))(
+            states, jnp.asarray(ts))
         return saved, method.spectrum_drift(states[-1], states[0], aux)
 
     saved, drift = jax.vmap(one)(frames, weights)
