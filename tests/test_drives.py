@@ -563,8 +563,8 @@ def test_a_pulse_grid_point_within_round_off_of_t0_is_moved_onto_it():
 def test_gradient_wrt_the_last_pwc_value_when_the_last_edge_is_t_end():
     """A pwc whose last segment ends at t_end: the solver's last stage is evaluated at t = t_end itself, so the
     last segment must include its right edge there (with a half-open [t_{K−1}, t_K) the field was off at that stage
-    and reverse mode lost ≈ 13 % of ∂/∂values[-1] with Tsit5). Mixed dimer state, Tsit5, every value's derivative
-    against central differences of the SciPy reference."""
+    and reverse mode lost ≈ 13 % of ∂/∂values[-1] with Tsit5). Mixed dimer state, Tsit5, the first and the last
+    value's derivative against central differences of the SciPy reference."""
     t_end, k = 2.0, 8
     times, values = np.linspace(0.0, t_end, k + 1), 0.5 * np.sin(np.linspace(0.0, 3 * np.pi, k))
     rho0 = np.asarray(q.thermal_state(q.dimer_hamiltonian(B=(0.2, 0.1, 1.0), J=0.4), 0.7))
@@ -584,7 +584,33 @@ def test_gradient_wrt_the_last_pwc_value_when_the_last_edge_is_t_end():
 
     grad = np.asarray(jax.grad(loss)(jnp.asarray(values)))
     h = 1e-4  # central differences: truncation O(h²) ~ 1e-8, reference noise ~1e-10/h ~ 1e-6
-    fd = np.array([(reference_loss(values + h * e) - reference_loss(values - h * e)) / (2 * h) for e in np.eye(k)])
+    checked = (0, k - 1)  # the first segment (an interior edge only) and the last (its right edge is t_end)
+    fd = np.array([(reference_loss(values + h * e) - reference_loss(values - h * e)) / (2 * h) for e in np.eye(k)[list(checked)]])
     # the capped solve's derivative error scales with rtol (1e-8) times the solution scale (≤ 1): ≪ 2e-5
-    np.testing.assert_allclose(grad, fd, atol=2e-5)
+    np.testing.assert_allclose(grad[list(checked)], fd, atol=2e-5)
     assert abs(fd[-1]) > 1e-3  # the last segment's derivative is non-trivial
+
+
+def test_a_state_at_rest_under_a_weak_pwc_field_does_not_report_a_false_step_size_collapse():
+    """The thermal state (β = 1) of the AFM dimer under a weak pwc B_z on site 1 (the notebooks/pulse_design.ipynb
+    control, values rounded from one of its fits): a step ended a few ULP short of the edge at t = 0.7475, the
+    clipped remainder was that small and the PID's next proposal fell below the span-relative minimum step ("step
+    size collapsed" at the edge). Now the solve succeeds and matches the SciPy reference."""
+    from qllg_jax import design
+
+    model = q.dimer_model(B=(1.0, 0.0, 0.0), J=1.0)
+    control = design.pwc_field(model, np.linspace(0.0, 17.0, 9), (0.0, 0.0, 1.0), sites=[0], max_field=0.5,
+                               units=q.Units.from_field(1.0))
+    tesla = np.array([-0.014, 0.004, 0.020, 0.028, 0.025, 0.015, -0.002, -0.023])
+    rho0 = np.asarray(q.thermal_state(model.matrix(), 1.0))
+    times = np.asarray(control.times)
+    ts = np.array([0.0, times[-1]])
+    result = q.solve(control(jnp.asarray(tesla)), rho0, ts, 0.5, method="dense", throw=False)
+    assert int(result.stats["failure"]) == 0, result.stats
+    H0, field = np.asarray(model.matrix()), -np.asarray(q.embed(np.diag([1.0, -1.0]), 0, (2, 2)))  # −g μ_B B S_z, g = 2
+
+    def numpy_H(t):
+        j = min(np.searchsorted(times, t, side="right") - 1, len(tesla) - 1)
+        return H0 + (tesla[j] * field if times[0] <= t <= times[-1] else 0.0)
+
+    np.testing.assert_allclose(np.asarray(result.states), reference_solve(numpy_H, rho0, ts, 0.5), atol=DRIVEN_ATOL)
