@@ -74,7 +74,7 @@ def test_pulse_design_notebook_executes_and_its_physics_holds(monkeypatch):
         # the fit starts at the best constant field: it may only gain (Adam's last steps wobble by ~lr² × curvature)
         assert row["designed"] >= row["constant"] - 1e-3, row
         if row["kappa"] == 0.5 and row["state"] == "|↑↓⟩":  # the shaped pulse beats the best constant field
-            assert row["designed"] > row["constant"] + 1e-3, row  # measured gain 8.6e-3
+            assert row["designed"] > row["constant"] + 1e-3, row  # measured gain 7.3e-3 (FAST: 20 Adam steps)
     assert len(check["widths"]) == 6
     for label, w in check["widths"].items():
         # linear response b1/Γ ≤ 0.08: the width is off by O((b1/Γ)²) ≤ 0.7 %, transients e^{−Γ t_end} < 1e-3
