@@ -29,7 +29,8 @@ in the Lie algebra, with the Cayley map C(K) (:func:`~qllg_jax.thermal.lie.cayle
 .. math:: U^* = \mathcal C(K[U_n])\,U_n, \qquad U_{n+1} = \mathcal C\big(\tfrac12(K[U_n] + K[U^*])\big)\,U_n,
 
 with the same ΔW in both stages. Each step multiplies U by a unitary, so the spectrum of ϱ (Λ, and U†U = 𝟙) is
-conserved to round-off on every trajectory, for any noise and step; only ensemble averages mix. Strong order 1/2,
+conserved to round-off on every trajectory, for any noise and step; only ensemble averages mix. A driven H(t) (:mod:`.drive`) enters dH through
+its value at the step's midpoint, H(t + h/2)·h, in both stages; its jumps are step boundaries. Strong order 1/2,
 deterministic order 2, fixed step checked against the spectral width of H (the fastest precession).
 """
 
