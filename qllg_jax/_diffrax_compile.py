@@ -61,15 +61,12 @@ def chain_start(x0) -> dict:
 
 
 def chain_step(start: dict, k: int):
-    """The k-th chained ``eqxi.prevbefore`` (k ≥ 1) from :func:`chain_start`: five elementwise ops (raw ``lax`` for
-    the scalar t1 diffrax passes: tracing cost is per op)."""
+    """The k-th chained ``eqxi.prevbefore`` (k ≥ 1) from :func:`chain_start`: five elementwise raw ``lax`` ops, the
+    constants numpy arrays of the input's shape (tracing cost is per op, and diffrax calls this 100 times)."""
     bits = start["bits"]
-    if bits.shape:
-        stepped = jnp.where(k <= start["last_down"], bits - k, jnp.minimum(start["base"] + k, start["neg_inf"]))
-        return jnp.where(start["nan"], start["x"], lax.bitcast_convert_type(stepped, start["dtype"]))
-    k = np.asarray(k, dtype=bits.dtype)
-    stepped = lax.select(lax.le(k, start["last_down"]), lax.sub(bits, k),
-                         lax.min(lax.add(start["base"], k), start["neg_inf"]))
+    k = np.full(bits.shape, k, dtype=bits.dtype)
+    neg_inf = np.full(bits.shape, start["neg_inf"], dtype=bits.dtype)
+    stepped = lax.select(lax.le(k, start["last_down"]), lax.sub(bits, k), lax.min(lax.add(start["base"], k), neg_inf))
     return lax.select(start["nan"], start["x"], lax.bitcast_convert_type(stepped, start["dtype"]))
 
 

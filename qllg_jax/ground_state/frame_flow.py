@@ -28,9 +28,6 @@ from ..equations.frame import FrameQLLG
 from ..methods._operator import as_operator
 from .measures import frame_energy_and_commutator
 from .result import CONVERGED, MAX_ITERATIONS, MAX_TIME, NONFINITE, SOLVER_FAILURE, GroundStateResult
-from .._diffrax_compile import install as _install_diffrax_compile_fix
-
-_install_diffrax_compile_fix()  # diffrax's t1 − 100 ULP chain in closed form: same numbers, less compile
 
 
 def orthonormalise(frame: jax.Array) -> jax.Array:

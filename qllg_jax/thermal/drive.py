@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import concrete_value, is_concrete
-from ..drives import PWC, Constant, TimeCallable, TimeDependent, is_driven, sample
+from ..drives import PWC, SNAP_TOL, Constant, TimeCallable, TimeDependent, is_driven, sample
 
 MAX_SAMPLES = 2**16
 """At most this many host samples of one drive term for its rate (the grid of :func:`drive_rate`)."""
@@ -33,8 +33,6 @@ MAX_SAMPLES = 2**16
 SAMPLES_PER_SCALE = 8
 """Samples per declared time scale (pulse width, rise time) in :func:`drive_rate`."""
 
-SNAP_TOL = 1e-12
-"""A jump within SNAP_TOL·(1 + |t|) of a save time is that save time (no extra node for round-off)."""
 
 
 def split_drive(H):
@@ -50,7 +48,8 @@ def split_drive(H):
 
 def nodes_with_jumps(ts: np.ndarray, drive) -> tuple[np.ndarray, np.ndarray]:
     """(nodes (T',), save_index (T,)): the save times ``ts`` refined by the drive's jumps strictly inside
-    (ts[0], ts[-1]); ``nodes[save_index] == ts``. Without a drive, or with traced jump times: (ts, arange(T))."""
+    (ts[0], ts[-1]) — a jump within :data:`~qllg_jax.drives.SNAP_TOL` of a save time is that save time;
+    ``nodes[save_index] == ts``. Without a drive, or with traced jump times: (ts, arange(T))."""
     jumps = None if drive is None else concrete_value(drive.discontinuity_ts)
     if jumps is None or np.size(jumps) == 0:
         return ts, np.arange(ts.shape[0])
@@ -61,15 +60,6 @@ def nodes_with_jumps(ts: np.ndarray, drive) -> tuple[np.ndarray, np.ndarray]:
         inside = inside[distance > SNAP_TOL * (1 + np.abs(inside))]
     nodes = np.unique(np.concatenate([ts, inside]))
     return nodes, np.searchsorted(nodes, ts)
-
-
-class _Coefficient(eqx.Module):
-    """c(t) of a modulated term as a pytree callable (for :func:`~qllg_jax.drives.sample`)."""
-
-    term: TimeDependent
-
-    def __call__(self, t):
-        return self.term.coefficient(t)
 
 
 @eqx.filter_jit
@@ -108,7 +98,8 @@ def drive_rate(drive, t0: float, t1: float) -> float | None:
                 size = np.linalg.norm(values, axis=1)
                 change = np.linalg.norm(np.diff(values, axis=0), axis=1)
             else:
-                values = np.asarray(sample(_Coefficient(term), jnp.asarray(grid))).reshape(count)
+                # c(t): a bound method of a Module is a pytree, so new parameter values reuse the program
+                values = np.asarray(sample(term.coefficient, jnp.asarray(grid))).reshape(count)
                 size, change = np.abs(values), np.abs(np.diff(values))
         peak = float(np.max(size))
         if peak > 0 and count > 1:

@@ -29,9 +29,9 @@ in the Lie algebra, with the Cayley map C(K) (:func:`~qllg_jax.thermal.lie.cayle
 .. math:: U^* = \mathcal C(K[U_n])\,U_n, \qquad U_{n+1} = \mathcal C\big(\tfrac12(K[U_n] + K[U^*])\big)\,U_n,
 
 with the same ΔW in both stages. Each step multiplies U by a unitary, so the spectrum of ϱ (Λ, and U†U = 𝟙) is
-conserved to round-off on every trajectory, for any noise and step; only ensemble averages mix. A driven H(t) (:mod:`.drive`) enters dH through
-its value at the step's midpoint, H(t + h/2)·h, in both stages; its jumps are step boundaries. Strong order 1/2,
-deterministic order 2, fixed step checked against the spectral width of H (the fastest precession).
+conserved to round-off on every trajectory, for any noise and step; only ensemble averages mix. A driven H(t)
+(:mod:`.drive`) enters dH through its value at the step's midpoint, H(t + h/2)·h, in both stages; its jumps are step
+boundaries. Strong order 1/2, deterministic order 2, fixed step checked against the spectral width of H (the fastest precession).
 """
 
 from __future__ import annotations
@@ -219,11 +219,13 @@ class FrameTrajectory(eqx.Module):
         frames: U at the save times, shape (T, D, r) (kets: r = 1, weights (1.,)).
         weights: the eigenvalues λ of ϱ0 carried by the columns, shape (r,), constant in time.
         dt: the fixed step used (ħ/E0; static), None when not recorded.
+        steps: the number of fixed steps taken (static; a drive's jumps add nodes), None when not recorded.
     """
 
     frames: jax.Array
     weights: jax.Array
     dt: float | None = eqx.field(static=True, default=None)
+    steps: int | None = eqx.field(static=True, default=None)
 
     def density_matrices(self) -> jax.Array:
         """ϱ(t), shape (..., T, D, D) (small D only)."""
@@ -366,12 +368,13 @@ def stochastic_frames(
         frames = _integrate_full_rank(_pair(dense), HostArrays(ops.real, ops.imag), jnp.asarray(sigma, dtype=float),
                                       start, _pair(coupling), brownian_noise(noise, key, ts, shape, dt, brownian_tol), grid)
         frames = jnp.moveaxis(frames, 1, 0) if batch else frames
-        return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
+        return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt, grid.total_steps)
     def single(k):
         frames = _integrate(thermal, frame0, coupling, kernel, brownian_noise(noise, k, ts, shape, dt, brownian_tol),
                             grid)
         return frames if nodes.shape == ts.shape else frames[saved]  # the save times among the nodes
 
     if batch:
-        return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt)
-    return FrameTrajectory(single(key), weights, dt)
+        return FrameTrajectory(jax.vmap(single)(key), jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt,
+                               grid.total_steps)
+    return FrameTrajectory(single(key), weights, dt, grid.total_steps)

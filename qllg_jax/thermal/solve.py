@@ -2,10 +2,11 @@ r""":func:`qllg_jax.solve` at finite temperature: the stochastic q-LLG of :mod:`
 
 ``solve(H, ϱ0, ts, κ, temperature=τ, key=key)`` with τ > 0 runs :func:`~qllg_jax.thermal.stochastic_frames` (the
 thermal noise operator H(t) = H − Σ_k ξ_k(t)·S_k, D_k = κτ/s_k, Stratonovich, one unitary Cayley–Heun step per
-fixed step; a driven H(t) as in :mod:`.drive`) once per key — a batch of keys (…, K) is vmapped, one trajectory each — and records from the frames
-what a deterministic solve records (:meth:`~qllg_jax.methods.Method.record`: trace, purity, energy Tr ϱH of the
-deterministic H (a driven H: Tr ϱ(t)H(t)), representation error, the observables), in one compiled function. A pure ϱ0 gives the ``ket`` method's
-Result (``kets`` (…, T, D)), a mixed one the ``frame`` method's (``frames`` (…, T, D, r), ``weights``).
+fixed step; a driven H(t) as in :mod:`.drive`) once per key — a batch of keys (…, K) is vmapped, one trajectory
+each — and records from the frames what a deterministic solve records (:meth:`~qllg_jax.methods.Method.record`:
+trace, purity, energy Tr ϱH of the deterministic H (a driven H: Tr ϱ(t)H(t)), representation error, the
+observables), in one compiled function. A pure ϱ0 gives the ``ket`` method's Result (``kets`` (…, T, D)), a mixed
+one the ``frame`` method's (``frames`` (…, T, D, r), ``weights``).
 
 Differences from the deterministic solve (documented in :func:`qllg_jax.solve`):
 
@@ -38,8 +39,8 @@ from ..methods import Frame, Ket, read_initial_state
 from ..methods._operator import as_operator
 from ..result import Diagnostics, Result, SolveError
 from .frames import stochastic_frames
-from .drive import nodes_with_jumps, split_drive
-from .noise import host_times, time_grid
+from .drive import split_drive
+from .noise import host_times
 
 THERMAL_METHODS = ("auto", "frame", "ket")
 """Methods at τ > 0: the stochastic integrator steps frames (kets are frames of rank 1)."""
@@ -120,8 +121,7 @@ def solve_thermal(H, rho0, ts, kappa, options, observables=None) -> Result:
 
     keys = options.key.reshape((-1,) + tuple(np.shape(options.key))[len(batch):]) if batch else options.key[None]
     trajectories = jax.vmap(run)(keys)
-    dt = trajectories.dt
-    steps = time_grid(nodes_with_jumps(ts, split_drive(H)[1])[0], dt).total_steps
+    steps = trajectories.steps
     # the energy Tr ϱH(t) of the deterministic H(t) (a driven H: its DrivenOperator, evaluated at every save time)
     operator = H.operator(method.needs_dense_H) if is_driven(H) else as_operator(H, dense=method.needs_dense_H)
     out = _record(method, operator, trajectories.frames, trajectories.weights, ts, observed, options.save_states,
