@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._arrays import as_array, concrete_value, host_value, is_concrete, is_qobj  # noqa: F401  (re-exported)
+from ._arrays import device_array, as_array, concrete_value, host_value, is_concrete, is_qobj  # noqa: F401  (re-exported)
 from ._solvers import SOLVER_NAMES, check_solver  # noqa: F401  (solver=: its own policy module)
 
 TOL = types.SimpleNamespace(
@@ -312,13 +312,13 @@ def real_array(value, name: str, hint: str = ""):
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)} ({error})") from None
     else:
-        array = jnp.asarray(value)
+        array = device_array(value)
     kind = np.dtype(array.dtype).kind
     if kind == "c":
         raise ValueError(f"{name} must be real, got a complex value" + (f"; {hint}" if hint else ""))
     if kind not in "iuf":
         raise ValueError(f"{name} must be an array of real numbers, got {_describe(value)} (dtype {array.dtype})")
-    return array.astype(float) if isinstance(array, np.ndarray) else jnp.asarray(array, dtype=float)
+    return array.astype(float) if isinstance(array, np.ndarray) else device_array(array, dtype=float)
 
 
 def real_scalar(value, name: str):

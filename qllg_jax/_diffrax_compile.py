@@ -38,6 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from ._arrays import device_array
+
 _INTEGER = {np.dtype(np.float64): np.int64, np.dtype(np.float32): np.int32, np.dtype(np.float16): np.int16}
 
 
@@ -45,7 +47,7 @@ def ulps_below(x0, k: int):
     """The k-th chained ``eqxi.prevbefore`` of x0 (k ≥ 1, a Python int), in closed form (module docstring):
     y_k = bits − k while k ≤ J (a positive x, J the step that reaches the largest subnormal), else
     min(base + k, bits(−inf)), NaN kept."""
-    x = lax.stop_gradient(jnp.asarray(x0))  # the threshold is only compared with step ends: no tangent
+    x = lax.stop_gradient(device_array(x0))  # the threshold is only compared with step ends: no tangent
     dtype = np.dtype(x.dtype)
     if dtype not in _INTEGER:
         raise TypeError(f"prevbefore: unsupported dtype {dtype}")

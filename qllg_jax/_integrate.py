@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._arrays import device_array
 from ._failures import Failure
 from ._options import SolveOptions
 from ._diffrax_compile import install as _install_diffrax_compile_fix
@@ -273,7 +274,7 @@ def integrate(field: Callable, record: Callable, y0: jax.Array, ts: jax.Array, o
     )
     if options.gradient == "backsolve":
         states = jax.vmap(unpack)(sol.ys)
-        saved, last, t_reached = jax.vmap(record)(ts, states), states[-1], jnp.asarray(jnp.nan)
+        saved, last, t_reached = jax.vmap(record)(ts, states), states[-1], device_array(jnp.nan)
     else:
         saved, (t_reached, last) = sol.ys[0], jax.tree_util.tree_map(lambda x: x[0], sol.ys[1])
         last = unpack(last)

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._arrays import device_array
 from . import observables as obs
 from ._checks import (
     check_density_matrix,
@@ -138,7 +139,7 @@ def _check_bounds(bounds, template) -> tuple[list, list] | None:
                 raise ValueError(f"{name} of shape {bound.shape} does not fit the parameter of shape {jnp.shape(leaf)}")
             if np.any(np.isnan(bound)):
                 raise ValueError(f"{name} contains NaN (use -inf/inf or None for an unbounded side)")
-            leaves.append(jnp.asarray(np.broadcast_to(bound, jnp.shape(leaf)), dtype=float))
+            leaves.append(device_array(np.broadcast_to(bound, jnp.shape(leaf)), dtype=float))
         out.append(leaves)
     for (path, _), lo, hi in zip(flat, *out):
         bad = np.asarray(lo) > np.asarray(hi)
@@ -164,7 +165,7 @@ def _starts(init_params, n_starts, key, spread, bounds):
     leaves, treedef = jax.tree_util.tree_flatten(init_params)
     out = []
     for i, leaf in enumerate(leaves):
-        leaf = jnp.asarray(leaf, dtype=float)
+        leaf = device_array(leaf, dtype=float)
         sub = jax.random.fold_in(key, i)
         shape = (n_starts - 1,) + leaf.shape
         if bounds is not None and np.all(np.isfinite(np.asarray(bounds[0][i]))) and np.all(np.isfinite(np.asarray(bounds[1][i]))):
@@ -336,7 +337,7 @@ def fit(
             bar.set_postfix(loss=f"{float(jnp.nanmin(values)):.3e}")
     # the loss and its gradient at the final parameters: one more evaluation of the compiled step (no new program)
     _, _, final, ok, grads = step(params, opt_state, bounds)
-    final = jnp.where((jnp.asarray(stopped_at) < 0) & ok, final, jnp.nan)
+    final = jnp.where((device_array(stopped_at) < 0) & ok, final, jnp.nan)
     histories = jnp.stack(history, axis=1)
     best = int(jnp.nanargmin(final))
     return FitResult(
@@ -347,7 +348,7 @@ def fit(
         all_params=params,
         all_losses=final,
         all_histories=histories,
-        stopped_at=jnp.asarray(stopped_at),
+        stopped_at=device_array(stopped_at),
         best_start=best,
     )
 
@@ -387,7 +388,7 @@ def solve_loss(build: Callable, rho0, ts, objective: Callable, kappa=0.0, **solv
             elif not isinstance(H, SpinModel):  # a SpinModel was validated when it was built
                 check_hamiltonian(H, "H returned by build(params)")
             if state is not None and not hasattr(state, "rank"):  # arrays (a LowRankState is checked by solve)
-                state = jnp.asarray(state)
+                state = device_array(state)
                 is_ket = state.ndim == 1 or state.shape[-1] != state.shape[-2]
                 (check_ket if is_ket else check_density_matrix)(state, "rho0" if state is rho0 else "rho0 returned by build(params)")
             check_kappa(k, "kappa(params)" if callable(kappa) else "kappa")
@@ -428,7 +429,7 @@ class FieldControl(eqx.Module):
 
     def __call__(self, params):
         if self.pulse is None:
-            values = jnp.asarray(params, dtype=float)
+            values = device_array(params, dtype=float)
             expected = self._shape()
             if values.shape[values.ndim - len(expected):] != expected:
                 raise ValueError(f"params must be the pwc values of shape {expected} (one value per segment"
@@ -513,7 +514,7 @@ def pwc_field(H0, times, directions=(0.0, 0.0, 1.0), *, sites=None, max_field=No
     bound = None
     if max_field is not None:
         bound = check_positive(max_field, "max_field")
-    return FieldControl(H0, fields, jnp.asarray(times), None if bound is None else -bound,
+    return FieldControl(H0, fields, device_array(times), None if bound is None else -bound,
                         None if bound is None else bound)
 
 

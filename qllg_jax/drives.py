@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
+from ._arrays import device_array
 from ._checks import TOL, as_array, check_hamiltonian, concrete_value, is_concrete, real_array
 from .hamiltonians import SpinModel
 from .methods._operator import Operator, as_operator
@@ -51,7 +52,7 @@ class _ClosureConverted(eqx.Module):
     consts: tuple
 
     def __call__(self, t):
-        return self.fn(jnp.asarray(t, dtype=float), *self.consts)
+        return self.fn(device_array(t, dtype=float), *self.consts)
 
 
 def _as_pytree_function(f, name: str):
@@ -110,7 +111,7 @@ def _sorted_times(*arrays):
         return np.zeros((0,))
     if all(is_concrete(a) for a in arrays):
         return np.sort(np.concatenate([np.ravel(np.asarray(a, dtype=float)) for a in arrays]))
-    return jnp.sort(jnp.concatenate([jnp.ravel(jax.lax.stop_gradient(jnp.asarray(a, dtype=float))) for a in arrays]))
+    return jnp.sort(jnp.concatenate([jnp.ravel(jax.lax.stop_gradient(device_array(a, dtype=float))) for a in arrays]))
 
 
 def _declared_times(discontinuity_ts, name="discontinuity_ts"):
@@ -151,7 +152,7 @@ def _scale_model(model: SpinModel, factor) -> SpinModel:
 
 
 def _dense(H) -> jax.Array:
-    return H.matrix() if isinstance(H, SpinModel) else jnp.asarray(H, dtype=complex)
+    return H.matrix() if isinstance(H, SpinModel) else device_array(H, dtype=complex)
 
 
 def _is_pulse(f) -> bool:
@@ -390,7 +391,7 @@ class Modulated(TimeDependent):
 
     def coefficient(self, t):
         """c(t) = weight·f(t), real, shape batch_shape."""
-        return self.weight * jnp.asarray(self.f(t), dtype=float)
+        return self.weight * device_array(self.f(t), dtype=float)
 
     def __call__(self, t):
         return self.coefficient(t)[..., None, None] * _dense(self.operator_)
@@ -416,7 +417,7 @@ class Modulated(TimeDependent):
     def _check_on(self, grid):
         if not is_concrete(self.f, self.weight):
             return
-        values = np.asarray(sample(self.f, jnp.asarray(grid)))
+        values = np.asarray(sample(self.f, device_array(grid)))
         bad = ~np.isfinite(values)
         if np.any(bad):
             where = grid[np.nonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0][0]]
@@ -458,14 +459,14 @@ class PWC(TimeDependent):
 
     def coefficient(self, t):
         """c(t) = weight·values[..., k(t)] (0 outside the segments), shape batch_shape."""
-        t = jnp.asarray(t, dtype=float)
-        times = jnp.asarray(self.times)
+        t = device_array(t, dtype=float)
+        times = device_array(self.times)
         index = jnp.clip(jnp.searchsorted(times, t, side="right") - 1, 0, self.values.shape[-1] - 1)
         # the last segment includes its right edge: when it is the end of the integration, the solver's last stage
         # is evaluated at exactly that time (with a half-open last segment reverse mode lost ≈ 13 % of
         # ∂/∂values[-1]; tests/test_drives.py::test_gradient_wrt_the_last_pwc_value_when_the_last_edge_is_t_end)
         inside = (t >= times[0]) & (t <= times[-1])
-        return self.weight * jnp.where(inside, jnp.asarray(self.values)[..., index], 0.0)
+        return self.weight * jnp.where(inside, device_array(self.values)[..., index], 0.0)
 
     def __call__(self, t):
         return self.coefficient(t)[..., None, None] * _dense(self.operator_)
@@ -476,10 +477,10 @@ class PWC(TimeDependent):
 
     @property
     def time_scale(self):
-        return jnp.min(jnp.diff(jax.lax.stop_gradient(jnp.asarray(self.times))))
+        return jnp.min(jnp.diff(jax.lax.stop_gradient(device_array(self.times))))
 
     def _amplitude_bound(self, t0, t1):
-        return jnp.abs(self.weight) * jnp.max(jnp.abs(jnp.asarray(self.values)), axis=-1)
+        return jnp.abs(self.weight) * jnp.max(jnp.abs(device_array(self.values)), axis=-1)
 
     def _scaled(self, factor):
         return eqx.tree_at(lambda m: m.weight, self, self.weight * factor)
@@ -507,7 +508,7 @@ class TimeCallable(TimeDependent):
         return self.size
 
     def __call__(self, t):
-        return self.weight * jnp.asarray(self.fn(t), dtype=complex)
+        return self.weight * device_array(self.fn(t), dtype=complex)
 
     @property
     def discontinuity_ts(self):
@@ -519,7 +520,7 @@ class TimeCallable(TimeDependent):
     def _check_on(self, grid):
         if not is_concrete(self.fn, self.weight):
             return
-        values = np.asarray(sample(self.fn, jnp.asarray(grid)))
+        values = np.asarray(sample(self.fn, device_array(grid)))
         finite = np.isfinite(values).all(axis=(-2, -1))
         if not finite.all():
             raise ValueError(f"timecallable: fn(t) is not finite (NaN or inf) at t = {grid[np.argmin(finite)]:.6g}")
@@ -583,7 +584,7 @@ class DriveSum(TimeDependent):
         scales = [s for s in (t.time_scale for t in self.terms_) if s is not None]
         if not scales:
             return None
-        return scales[0] if len(scales) == 1 else jnp.min(jnp.stack([jnp.min(jnp.asarray(s)) for s in scales]))
+        return scales[0] if len(scales) == 1 else jnp.min(jnp.stack([jnp.min(device_array(s)) for s in scales]))
 
 
 # ----------------------------------------------------------------------------------------------------------

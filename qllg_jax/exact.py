@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._arrays import device_array
 from ._linalg import dagger, matmul
 
 from ._checks import (
@@ -87,7 +88,7 @@ def propagate_columns(H, W0, ts, kappa):
     Differentiable in H, W0, ts and κ, with finite exact derivatives at degenerate spectra of H.
     """
     rate = (-1j - kappa) / (1 + kappa**2)
-    return _propagate(H.astype(complex), jnp.asarray(W0).astype(complex), (rate * ts).astype(complex))
+    return _propagate(H.astype(complex), device_array(W0).astype(complex), (rate * ts).astype(complex))
 
 
 def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
@@ -104,6 +105,12 @@ def pure_state_exact(H, psi0, ts, kappa) -> jax.Array:
     H = check_hamiltonian(H)
     psi0 = check_ket(psi0, "psi0", H.shape[-1])
     ts, kappa = check_times(ts), check_kappa(kappa)
+    return _pure_state_exact(H, psi0, ts, kappa)
+
+
+@jax.jit
+def _pure_state_exact(H, psi0, ts, kappa):
+    """Eq. 28 for a constant H as one program (eagerly, its eigh and products would each compile)."""
     psi = propagate_columns(H, psi0[:, None], ts - ts[0], kappa)[..., 0]
     return psi / jnp.linalg.norm(psi, axis=-1, keepdims=True)
 
@@ -126,11 +133,23 @@ def projector_exact(H, W0, ts, kappa) -> jax.Array:
                              f"value is {singular[-1]:.3g}")
     ts, kappa = check_times(ts), check_kappa(kappa)
     if driven:
-        Q = _segmentwise(H, jnp.asarray(W0).astype(complex), ts, kappa, _orthonormalise)
+        Q = _segmentwise(H, device_array(W0).astype(complex), ts, kappa, _orthonormalise)
         return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
+    return _projector_exact(H, W0, ts, kappa)
+
+
+@jax.jit
+def _projector_exact(H, W0, ts, kappa):
+    """The constant-H projector solution as one program (eagerly, its eigh, products and QR would each compile)."""
     W = propagate_columns(H, W0, ts - ts[0], kappa)
     Q, _ = jnp.linalg.qr(W)
     return Q @ jnp.conj(jnp.swapaxes(Q, -1, -2))
+
+
+@jax.jit
+def _identity_plus_projectors(a, b, P):
+    """a𝟙 + bP(t), (T, d, d)."""
+    return a * jnp.eye(P.shape[-1]) + b * P
 
 
 def two_level_split(rho, tol: float = 1e-9):
@@ -153,7 +172,7 @@ def two_level_split(rho, tol: float = 1e-9):
     is_low = np.abs(p - low) <= tol
     if not bool(np.all(is_high | is_low)):
         raise ValueError(f"rho has more than two distinct eigenvalues: {p}")
-    return low, high - low, jnp.asarray(v[:, is_high])
+    return low, high - low, device_array(v[:, is_high])
 
 
 def two_level_exact(H, rho0, ts, kappa) -> jax.Array:
@@ -166,8 +185,7 @@ def two_level_exact(H, rho0, ts, kappa) -> jax.Array:
     rho0 = check_density_matrix(rho0, "rho0", dim)
     ts, kappa = check_times(ts), check_kappa(kappa)
     a, b, W0 = two_level_split(rho0)
-    P = projector_exact(H, W0, ts, kappa * b)
-    return a * jnp.eye(dim) + b * P
+    return _identity_plus_projectors(a, b, projector_exact(H, W0, ts, kappa * b))
 
 
 def _is_driven(H) -> bool:
@@ -207,8 +225,8 @@ def segmentwise_columns(H_at, edges, W0, ts, kappa, renormalise=None) -> jax.Arr
     traced (jit, vmap, grad; derivatives through :func:`propagate_columns`, exact at degenerate spectra)."""
     if renormalise is None:
         renormalise = _normalise if W0.shape[-1] == 1 else _orthonormalise
-    ts = jnp.asarray(ts, dtype=float)
-    edges = jnp.clip(jax.lax.stop_gradient(jnp.ravel(jnp.asarray(edges, dtype=float))), ts[0], ts[-1])
+    ts = device_array(ts, dtype=float)
+    edges = jnp.clip(jax.lax.stop_gradient(jnp.ravel(device_array(edges, dtype=float))), ts[0], ts[-1])
     grid = jnp.concatenate([ts, edges])
     order = jnp.argsort(grid, stable=True)  # stable, ts first: ts[0] stays at position 0 (edges are >= ts[0])
     points = grid[order]
@@ -220,7 +238,7 @@ def segmentwise_columns(H_at, edges, W0, ts, kappa, renormalise=None) -> jax.Arr
         W = renormalise(propagate_columns(Hk, W, duration[None], kappa)[0])
         return W, W
 
-    W0 = renormalise(jnp.asarray(W0).astype(complex))
+    W0 = renormalise(device_array(W0).astype(complex))
     _, after = jax.lax.scan(step, W0, (hamiltonians, ends - starts))
     at_points = jnp.concatenate([W0[None], after])  # W at every grid point
     return at_points[jnp.argsort(order)[: ts.shape[0]]]  # the inverse permutation: where each ts[j] landed

@@ -35,8 +35,9 @@ from ._checks import (
     concrete_value,
     real_array,
 )
+from ._arrays import device_array, is_concrete
 from ._guards import check_bytes, dense_bytes
-from .operators import MATRIX_FREE_HINT, site_dims, spin_matrices
+from .operators import MATRIX_FREE_HINT, _spin_matrices_np, site_dims
 
 REAL_PARAMETER_HINT = "H is Hermitian only for real b, J, D, Γ, K and n (a complex Γ makes S_i^T Γ S_j non-Hermitian)"
 
@@ -102,27 +103,35 @@ class SpinModel(eqx.Module):
         """Total Hilbert-space dimension D = Π (2s_k + 1)."""
         return math.prod(self.dims)
 
+    def _numpy(self) -> bool:
+        """Whether the model's arrays are concrete: its local terms are then built with numpy on the host (a few
+        small arrays; eagerly, each jnp op would compile a kernel of its own on first use)."""
+        return is_concrete(self)
+
     def bond_couplings(self) -> jax.Array:
-        """Coupling matrices C_b with two-site term S_i^T C_b S_j; shape (nb, 3, 3)."""
-        eye = jnp.eye(3)
-        dmi = jnp.einsum("abc,na->nbc", _LEVI_CIVITA, self.dmi)
-        return self.exchange[:, None, None] * eye + dmi + self.anisotropic_exchange
+        """Coupling matrices C_b with two-site term S_i^T C_b S_j; shape (nb, 3, 3) (numpy for a concrete model)."""
+        xp = np if self._numpy() else jnp
+        dmi = xp.einsum("abc,na->nbc", _LEVI_CIVITA, xp.asarray(self.dmi))
+        return xp.asarray(self.exchange)[:, None, None] * np.eye(3) + dmi + xp.asarray(self.anisotropic_exchange)
 
     def site_terms(self) -> list[jax.Array]:
-        """One-site operators h_k = −b_k·S − K_k (n_k·S)², a list of (d_k, d_k) arrays."""
+        """One-site operators h_k = −b_k·S − K_k (n_k·S)², a list of (d_k, d_k) arrays (numpy for a concrete model)."""
+        xp = np if self._numpy() else jnp
+        field, anisotropy, axis = (xp.asarray(a) for a in (self.field, self.anisotropy, self.anisotropy_axis))
         terms = []
         for k, s in enumerate(self.spins):
-            spin = spin_matrices(s)
-            n_dot_s = jnp.einsum("a,aij->ij", self.anisotropy_axis[k], spin)
-            terms.append(-jnp.einsum("a,aij->ij", self.field[k], spin) - self.anisotropy[k] * n_dot_s @ n_dot_s)
+            spin = _spin_matrices_np(s)
+            n_dot_s = xp.einsum("a,aij->ij", axis[k], spin)
+            terms.append(-xp.einsum("a,aij->ij", field[k], spin) - anisotropy[k] * n_dot_s @ n_dot_s)
         return terms
 
     def bond_terms(self) -> list[jax.Array]:
-        """Two-site operators Σ_ab C_ab S^a ⊗ S^b, a list of (d_i d_j, d_i d_j) arrays."""
+        """Two-site operators Σ_ab C_ab S^a ⊗ S^b, a list of (d_i d_j, d_i d_j) arrays (numpy for a concrete model)."""
+        xp = np if self._numpy() else jnp
         terms = []
         for (i, j), coupling in zip(self.bonds, self.bond_couplings()):
-            si, sj = spin_matrices(self.spins[i]), spin_matrices(self.spins[j])
-            terms.append(jnp.einsum("ab,aij,bkl->ikjl", coupling, si, sj).reshape(si.shape[1] * sj.shape[1], -1))
+            si, sj = _spin_matrices_np(self.spins[i]), _spin_matrices_np(self.spins[j])
+            terms.append(xp.einsum("ab,aij,bkl->ikjl", coupling, si, sj).reshape(si.shape[1] * sj.shape[1], -1))
         return terms
 
     def apply(self, psi: jax.Array) -> jax.Array:
@@ -131,10 +140,10 @@ class SpinModel(eqx.Module):
         Cost O(D·r·Σ_terms d_term); memory O(D·r).
         """
         dims = self.dims
-        psi = jnp.asarray(psi)
+        psi = device_array(psi)
         if psi.shape[0] != self.dim:
             raise ValueError(f"state of leading dimension {psi.shape[0]} does not fit a model of dimension {self.dim}")
-        return apply_local_terms(dims, self.bonds, self.site_terms(), self.bond_terms(), psi)
+        return _apply_local_terms(dims, self.bonds, self.site_terms(), self.bond_terms(), psi)
 
     def matrix(self) -> jax.Array:
         """Dense Hamiltonian, complex array of shape (D, D).
@@ -153,10 +162,10 @@ class SpinModel(eqx.Module):
         For s = 1/2 single-ion anisotropy is a constant in the quantum model and is dropped here too.
         Returns a scalar in energy units.
         """
-        m = jnp.asarray(m)
+        m = device_array(m)
         if m.shape != (self.n_sites, 3):
             raise ValueError(f"m must have shape ({self.n_sites}, 3) (one vector per site), got {m.shape}")
-        s = jnp.asarray(self.spins)
+        s = device_array(self.spins)
         spin = s[:, None] * m
         zeeman = -jnp.sum(self.field * spin)
         weight = jnp.where(s > 0.5, 1.0, 0.0)
@@ -169,7 +178,7 @@ class SpinModel(eqx.Module):
 
     def classical_field(self, m: jax.Array) -> jax.Array:
         """Effective field b_eff,k = −(1/s_k) ∂E/∂m_k, shape (N, 3); the classical LLG precesses m_k about it."""
-        s = jnp.asarray(self.spins)
+        s = device_array(self.spins)
         return -jax.grad(self.classical_energy)(m) / s[:, None]
 
 
@@ -192,7 +201,8 @@ def fold_site_terms(dims, bonds, site_terms, bond_terms) -> tuple[list, list]:
             remaining.append((k, h))
             continue
         i, j = bonds[b]
-        bond_terms[b] = bond_terms[b] + (jnp.kron(h, jnp.eye(dims[j])) if k == i else jnp.kron(jnp.eye(dims[i]), h))
+        xp = np if isinstance(h, np.ndarray) and isinstance(bond_terms[b], np.ndarray) else jnp  # host terms stay host
+        bond_terms[b] = bond_terms[b] + (xp.kron(h, np.eye(dims[j])) if k == i else xp.kron(np.eye(dims[i]), h))
     return remaining, bond_terms
 
 
@@ -228,12 +238,18 @@ def apply_local_terms(dims, bonds, site_terms, bond_terms, psi: jax.Array) -> ja
     return out.reshape(psi.shape)
 
 
+_apply_local_terms = jax.jit(apply_local_terms, static_argnums=(0, 1))
+"""One program per (dims, bonds, shapes) for an eager H·ψ (inlined inside an enclosing trace)."""
+
+
 def _per_site(value, n: int, name: str, shape=(3,)):
+    """(n, *shape) from a uniform or per-site value; host (numpy) values are broadcast with numpy (no eager kernel)."""
     arr = real_array(0.0 if value is None else value, name, REAL_PARAMETER_HINT)
+    xp = np if isinstance(arr, np.ndarray) else jnp
     if arr.shape == shape or arr.shape == ():
-        return jnp.broadcast_to(arr, (n,) + shape)
+        return xp.array(xp.broadcast_to(arr, (n,) + shape))
     if arr.shape == (n,) + shape:
-        return jnp.asarray(arr)
+        return arr
     raise ValueError(f"{name} must have shape {shape} (uniform) or {(n,) + shape} (per site), got {arr.shape}")
 
 
@@ -264,16 +280,17 @@ def spin_model(
     axis_value = concrete_value(axis)
     if axis_value is not None and np.any(np.linalg.norm(axis_value, axis=-1) == 0):
         raise ValueError("anisotropy_axis must be non-zero (it is normalised), got a zero vector")
-    return SpinModel(
-        spins=spins,
-        bonds=bonds,
-        field=_per_site(field, n, "field"),
-        exchange=_per_site(exchange, nb, "exchange", ()),
-        dmi=_per_site(dmi, nb, "dmi"),
-        anisotropic_exchange=_per_site(anisotropic_exchange, nb, "anisotropic_exchange", (3, 3)),
-        anisotropy=_per_site(anisotropy, n, "anisotropy", ()),
-        anisotropy_axis=axis / jnp.linalg.norm(axis, axis=-1, keepdims=True),
-    )
+    xp = np if axis_value is not None else jnp
+    arrays = {
+        "field": _per_site(field, n, "field"),
+        "exchange": _per_site(exchange, nb, "exchange", ()),
+        "dmi": _per_site(dmi, nb, "dmi"),
+        "anisotropic_exchange": _per_site(anisotropic_exchange, nb, "anisotropic_exchange", (3, 3)),
+        "anisotropy": _per_site(anisotropy, n, "anisotropy", ()),
+        "anisotropy_axis": axis / xp.linalg.norm(axis, axis=-1, keepdims=True),
+    }
+    # host values become device arrays by a transfer (no compiled kernel); traced ones stay traced
+    return SpinModel(spins=spins, bonds=bonds, **{k: device_array(v) for k, v in arrays.items()})
 
 
 def chain_bonds(n: int, periodic: bool = False) -> tuple[tuple[int, int], ...]:

@@ -12,6 +12,7 @@ the size of its input, so none needs a size guard of its own.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -32,7 +33,7 @@ from ._checks import (
     real_scalar,
     safe_ndim,
 )
-from .operators import pauli_matrices, spin_dim, spin_matrices
+from .operators import _spin_matrices_np, spin_dim, spin_matrices
 
 
 def expectation(rho: jax.Array, op: jax.Array) -> jax.Array:
@@ -109,7 +110,13 @@ def renyi_entropy(rho: jax.Array, alpha: float = 2.0) -> jax.Array:
 
 def von_neumann_entropy(rho: jax.Array) -> jax.Array:
     """S = −Tr ϱ ln ϱ (nats) for a density matrix ϱ (..., D, D); shape (...,)."""
-    p = jnp.clip(check_probabilities(spectrum(rho), "rho", "von_neumann_entropy"), 0.0, None)
+    return _entropy(check_probabilities(spectrum(rho), "rho", "von_neumann_entropy"))
+
+
+@jax.jit
+def _entropy(p):
+    """−Σ p ln p over the last axis (0 ln 0 = 0); one program (eagerly, each op would compile its own)."""
+    p = jnp.clip(p, 0.0, None)
     safe = jnp.where(p > 0, p, 1.0)
     return -jnp.sum(jnp.where(p > 0, p * jnp.log(safe), 0.0), axis=-1)
 
@@ -140,8 +147,12 @@ def partial_trace(rho: jax.Array, dims: Sequence[int], keep: Sequence[int]) -> j
 
 def spin_expectations(rho: jax.Array, spins: Sequence[float]) -> jax.Array:
     """⟨S_k⟩ for every site k (ħ = 1) of ϱ (..., D, D), D = Π(2s_k + 1); shape (..., N, 3)."""
-    rho = check_state(rho, "rho")
-    spins = check_spins(spins)
+    return _spin_expectations(check_state(rho, "rho"), check_spins(spins))
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _spin_expectations(rho, spins):
+    """:func:`spin_expectations` after its checks, as one program per (shape, spins)."""
     dims = tuple(spin_dim(s) for s in spins)
     out = []
     for k, s in enumerate(spins):
@@ -161,7 +172,8 @@ def bloch_vectors(rho: jax.Array, spins: Sequence[float] | None = None) -> jax.A
         if 2**n != rho.shape[-1]:
             raise ValueError(f"dimension {rho.shape[-1]} is not a power of 2; pass spins=")
         spins = [0.5] * n
-    return spin_expectations(rho, spins) / jnp.asarray(spins)[:, None]
+    spins = check_spins(spins)
+    return spin_expectations(rho, spins) / np.asarray(spins)[:, None]
 
 
 def _two_qubit_check(rho, what: str):
@@ -174,8 +186,13 @@ def _two_qubit_check(rho, what: str):
 def correlation_matrix(rho: jax.Array) -> jax.Array:
     """Two-qubit correlation matrix T_kl = Tr(ϱ σ_k⊗σ_l) for ϱ (..., 4, 4); shape (..., 3, 3)."""
     rho = _two_qubit_check(rho, "correlation_matrix")
-    sigma = pauli_matrices()
-    pairs = jnp.einsum("aij,bkl->abikjl", sigma, sigma).reshape(3, 3, 4, 4)
+    sigma = 2 * _spin_matrices_np(0.5)
+    pairs = np.einsum("aij,bkl->abikjl", sigma, sigma).reshape(3, 3, 4, 4)
+    return _correlations(rho, pairs)
+
+
+@jax.jit
+def _correlations(rho, pairs):
     return jnp.real(jnp.einsum("...ij,abji->...ab", rho, pairs))
 
 
@@ -196,7 +213,11 @@ def bell_nonlocality(rho: jax.Array) -> jax.Array:
     Werner states, TᵀT ∝ 𝟙) u1 + u2 has only one-sided derivatives and the value returned is that of
     :func:`eigvalsh`; at B = 0 (where √ has an infinite slope) the gradient is set to 0.
     """
-    t = correlation_matrix(rho)
+    return _bell_from_correlations(correlation_matrix(rho))
+
+
+@jax.jit
+def _bell_from_correlations(t):
     u = eigvalsh(jnp.swapaxes(t, -1, -2) @ t)
     excess = u[..., -1] + u[..., -2] - 1
     positive = excess > BELL_ROUND_OFF
@@ -209,11 +230,18 @@ def concurrence(rho: jax.Array) -> jax.Array:
     C = max(0, μ1 − μ2 − μ3 − μ4), μ_i the decreasing eigenvalues of sqrt(√ϱ ϱ̃ √ϱ), ϱ̃ = σ_y⊗σ_y ϱ* σ_y⊗σ_y.
     """
     rho = _two_qubit_check(rho, "concurrence")
-    sy = pauli_matrices()[1]
-    yy = jnp.kron(sy, sy)
+    p, v = _eigh(rho)
+    return _concurrence(rho, check_probabilities(p, "rho", "concurrence"), v)
+
+
+_eigh = jax.jit(jnp.linalg.eigh)
+
+
+@jax.jit
+def _concurrence(rho, p, v):
+    sy = 2 * _spin_matrices_np(0.5)[1]
+    yy = np.kron(sy, sy)
     tilde = yy @ jnp.conj(rho) @ yy
-    p, v = jnp.linalg.eigh(rho)
-    p = check_probabilities(p, "rho", "concurrence")
     root = (v * jnp.sqrt(jnp.clip(p, 0.0, None))[..., None, :]) @ jnp.conj(jnp.swapaxes(v, -1, -2))
     mu = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(root @ tilde @ root), 0.0, None))
     return jnp.maximum(0.0, mu[..., 3] - mu[..., 2] - mu[..., 1] - mu[..., 0])

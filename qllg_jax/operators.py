@@ -13,6 +13,7 @@ from functools import lru_cache
 import jax.numpy as jnp
 import numpy as np
 
+from ._arrays import device_array, is_concrete
 from ._checks import check_dims, check_spin, check_spins
 from ._guards import check_bytes, dense_bytes
 
@@ -46,7 +47,7 @@ def spin_matrices(s: float) -> jnp.ndarray:
     """
     s = check_spin(s)
     check_bytes(dense_bytes(spin_dim(s), count=6), f"spin_matrices(s = {s:g}) (dimension {spin_dim(s)})")
-    return jnp.asarray(_spin_matrices_np(s))
+    return device_array(_spin_matrices_np(s))
 
 
 def pauli_matrices() -> jnp.ndarray:
@@ -76,18 +77,19 @@ def embed(op, site: int, dims: Sequence[int]) -> jnp.ndarray:
         raise ValueError(f"site {site!r} out of range for {len(dims)} sites (need an integer in [0, {len(dims)}))")
     if isinstance(op, (str, bytes)) or op is None:
         raise ValueError(f"op must be a matrix (d, d) or a stack (..., d, d), got {type(op).__name__}")
-    op = jnp.asarray(op)
+    op = np.asarray(op) if is_concrete(op) else jnp.asarray(op)  # host operators are embedded with numpy
     if op.ndim < 2 or op.shape[-2:] != (dims[site], dims[site]):
         raise ValueError(f"op: operator of shape {op.shape} does not fit site {site} of dimension {dims[site]}")
     dim, count = math.prod(dims), math.prod(op.shape[:-2])
     check_bytes(dense_bytes(dim, count=2 * count + 1), f"embed(...) of {count} operator(s) into D = {dim}", MATRIX_FREE_HINT)
-    left = jnp.eye(math.prod(dims[:site]))
-    right = jnp.eye(math.prod(dims[site + 1 :]))
-    kron3 = lambda o: jnp.kron(jnp.kron(left, o), right)  # noqa: E731
+    xp = np if isinstance(op, np.ndarray) else jnp
+    left = np.eye(math.prod(dims[:site]))
+    right = np.eye(math.prod(dims[site + 1 :]))
+    kron3 = lambda o: xp.kron(xp.kron(left, o), right)  # noqa: E731
     batch = op.shape[:-2]
     flat = op.reshape((-1,) + op.shape[-2:])
-    out = jnp.stack([kron3(o) for o in flat])
-    return out.reshape(batch + out.shape[-2:])
+    out = xp.stack([kron3(o) for o in flat])
+    return device_array(out.reshape(batch + out.shape[-2:]))
 
 
 def site_spin_operators(spins: Sequence[float]) -> list[jnp.ndarray]:

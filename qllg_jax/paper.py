@@ -15,9 +15,9 @@ import dataclasses
 
 from collections.abc import Callable
 
-import jax.numpy as jnp
 import numpy as np
 
+from ._arrays import device_array
 from . import observables as obs
 from ._output import write_csv, write_json
 from .classical import classical_dimer
@@ -93,7 +93,7 @@ def _times(t_end: float, n: int, quick: bool, quick_end: float | None = None) ->
 
 def _quantum(H, rho0, ts, observables: dict[str, Callable], method="auto"):
     # States are kept (a few hundred 4×4 matrices) so that the spectrum drift is measured on every path.
-    result = solve(H, rho0, jnp.asarray(ts), KAPPA, method=method, observables=observables, save_states=True)
+    result = solve(H, rho0, device_array(ts), KAPPA, method=method, observables=observables, save_states=True)
     return {k: np.asarray(v) for k, v in result.observables.items()}, result.diagnostics().as_dict()
 
 
@@ -119,7 +119,7 @@ def fig1(quick: bool = False, progress: Callable | None = None) -> FigureData:
         values, diagnostics[panel] = _quantum(
             dimer_hamiltonian(B_X, J, dvec), up_down_state(), ts, {"r": lambda rho: obs.bloch_vectors(rho)}
         )
-        m = np.asarray(classical_dimer(B_X, J, dvec, (0, 0, 1), (0, 0, -1), jnp.asarray(ts), ALPHA))
+        m = np.asarray(classical_dimer(B_X, J, dvec, (0, 0, 1), (0, 0, -1), device_array(ts), ALPHA))
         for k, axis in enumerate(AXES):
             columns[f"{panel}_r_{axis}"] = values["r"][:, 0, k]
         for k, axis in enumerate(AXES):
@@ -221,14 +221,14 @@ def spin_s_hamiltonian(s: float, J: float, B=B_X) -> np.ndarray:
 def _spin_s(name: str, J: float, quick: bool, progress) -> FigureData:
     ts = _times(12.0, 241, quick, 3.0)
     spins = SPINS_56[:3] if quick else SPINS_56
-    m = np.asarray(classical_dimer(B_X, J, (0, 0, 0), (0, 0, 1), (0, 0, -1), jnp.asarray(ts), ALPHA))
+    m = np.asarray(classical_dimer(B_X, J, (0, 0, 0), (0, 0, 1), (0, 0, -1), device_array(ts), ALPHA))
     columns = {f"m_{a}": m[:, 0, k] for k, a in enumerate(AXES)}
     diagnostics, checks = {}, {}
     for s in spins:
         d = round(2 * s + 1)
         # the exact pure-state solution (supplement eq. 28); ⟨S⟩ of spin 1 from its reduced state
-        H = jnp.asarray(spin_s_hamiltonian(s, J))
-        psi = np.asarray(pure_state_exact(H, up_down_state(s), jnp.asarray(ts), KAPPA)).reshape(len(ts), d, d)
+        H = device_array(spin_s_hamiltonian(s, J))
+        psi = np.asarray(pure_state_exact(H, up_down_state(s), device_array(ts), KAPPA)).reshape(len(ts), d, d)
         rho1 = np.einsum("tab,tcb->tac", psi, psi.conj())
         S = np.real(np.einsum("tac,kca->tk", rho1, np.asarray(spin_matrices(s)))) / s
         for k, a in enumerate(AXES):

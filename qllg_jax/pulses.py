@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import jax.tree_util as jtu
 import numpy as np
 
+from ._arrays import device_array
 from ._checks import concrete_value, is_concrete, real_array
 from .drives import modulated
 from .hamiltonians import SpinModel, spin_model
@@ -72,7 +73,7 @@ def _to_units(units, what):
 
 
 def _stop(x):
-    return jax.lax.stop_gradient(jnp.asarray(x, dtype=float))
+    return jax.lax.stop_gradient(device_array(x, dtype=float))
 
 
 def _grid(centres, spacing, half_count: int):
@@ -122,7 +123,7 @@ class Pulse(eqx.Module):
 
     def sample(self, ts) -> jax.Array:
         """f at each of ``ts`` (T,): shape (T,) + batch_shape."""
-        return jax.vmap(self)(jnp.asarray(ts, dtype=float))
+        return jax.vmap(self)(device_array(ts, dtype=float))
 
     def bound(self) -> jax.Array:
         """A bound B ≥ max_t |f(t)|, shape batch_shape."""
@@ -185,10 +186,10 @@ class Constant(Pulse):
     value: jax.Array
 
     def __call__(self, t):
-        return jnp.asarray(self.value, dtype=float) + 0.0 * jnp.asarray(t, dtype=float)
+        return device_array(self.value, dtype=float) + 0.0 * device_array(t, dtype=float)
 
     def bound(self):
-        return jnp.abs(jnp.asarray(self.value))
+        return jnp.abs(device_array(self.value))
 
 
 class Gaussian(Pulse):
@@ -202,7 +203,7 @@ class Gaussian(Pulse):
         return self.amplitude * jnp.exp(-((t - self.centre) ** 2) / (2 * self.width**2))
 
     def bound(self):
-        return jnp.abs(jnp.asarray(self.amplitude)) * jnp.ones(self.batch_shape)
+        return jnp.abs(device_array(self.amplitude)) * jnp.ones(self.batch_shape)
 
     def step_ts(self):
         return _grid(self.centre, self.width, GAUSSIAN_STEP_GRID)
@@ -227,7 +228,7 @@ class Rectangular(Pulse):
         return jnp.where((t >= self.start) & (t < self.stop), self.amplitude, 0.0) * jnp.ones(self.batch_shape)
 
     def bound(self):
-        return jnp.abs(jnp.asarray(self.amplitude)) * jnp.ones(self.batch_shape)
+        return jnp.abs(device_array(self.amplitude)) * jnp.ones(self.batch_shape)
 
     def step_ts(self):
         if not self.smooth:
@@ -238,7 +239,7 @@ class Rectangular(Pulse):
         return np.zeros((0,)) if self.smooth else _union(self.start, self.stop)
 
     def time_scale(self):
-        scale = self.rise if self.smooth else jnp.asarray(self.stop) - jnp.asarray(self.start)
+        scale = self.rise if self.smooth else device_array(self.stop) - device_array(self.start)
         return float(np.min(scale)) if is_concrete(scale) else jnp.min(_stop(scale))
 
 
@@ -255,7 +256,7 @@ class Carrier(Pulse):
         return self.amplitude * wave(self.frequency * t + self.phase)
 
     def bound(self):
-        return jnp.abs(jnp.asarray(self.amplitude)) * jnp.ones(self.batch_shape)
+        return jnp.abs(device_array(self.amplitude)) * jnp.ones(self.batch_shape)
 
 
 class Chirp(Pulse):
@@ -270,7 +271,7 @@ class Chirp(Pulse):
         return self.amplitude * jnp.cos(self.frequency * t + 0.5 * self.rate * t**2 + self.phase)
 
     def bound(self):
-        return jnp.abs(jnp.asarray(self.amplitude)) * jnp.ones(self.batch_shape)
+        return jnp.abs(device_array(self.amplitude)) * jnp.ones(self.batch_shape)
 
 
 class PulseSum(Pulse):
@@ -327,7 +328,7 @@ def _min_scale(scales):
         return None
     if all(is_concrete(s) for s in scales):
         return float(min(np.min(s) for s in scales))
-    return jnp.min(jnp.stack([jnp.min(jnp.asarray(s)) for s in scales]))
+    return jnp.min(jnp.stack([jnp.min(device_array(s)) for s in scales]))
 
 
 # ----------------------------------------------------------------------------------------------------------

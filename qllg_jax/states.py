@@ -14,6 +14,7 @@ import numpy as np
 
 import math
 
+from ._arrays import device_array
 from ._checks import (
     as_array,
     check_density_matrix,
@@ -54,7 +55,7 @@ def basis_state(s: float, m: float) -> jax.Array:
         raise ValueError(f"m = {m} is not a projection of spin {s}")
     ket = np.zeros(d, dtype=complex)
     ket[round(index)] = 1.0
-    return jnp.asarray(ket)
+    return device_array(ket)
 
 
 def coherent_state(s: float, direction) -> jax.Array:
@@ -95,7 +96,7 @@ def product_state(kets: Sequence) -> jax.Array:
         out = np.ones(1, dtype=complex)
         for value in values:
             out = np.kron(out, value)
-        return jnp.asarray(out)
+        return device_array(out)
     out = jnp.ones(1, dtype=complex)
     for ket in checked:
         out = jnp.kron(out, ket)
@@ -130,7 +131,7 @@ def bell_state(name: str) -> jax.Array:
     }
     if name not in vectors:
         raise ValueError(f"unknown Bell state {name!r}; choose one of {list(vectors)}")
-    return jnp.asarray(vectors[name], dtype=complex) / np.sqrt(2)
+    return device_array(vectors[name], dtype=complex) / np.sqrt(2)
 
 
 def density_matrix(psi, name: str = "psi") -> jax.Array:
@@ -154,7 +155,7 @@ def werner_state(bell: str | jax.Array, p: float) -> jax.Array:
     ket = bell_state(bell) if isinstance(bell, str) else check_ket(bell, "bell", 4)
     if ket.shape != (4,):
         raise ValueError(f"bell must be a Bell state name or a two-qubit ket (4,), got shape {ket.shape}")
-    return _werner(ket, jnp.asarray(p, dtype=float))
+    return _werner(ket, device_array(p, dtype=float))
 
 
 @jax.jit
@@ -248,7 +249,7 @@ def _random_hamiltonian(key, dim: int) -> jax.Array:
 def state_from_spectrum(eigenvalues, basis) -> jax.Array:
     """ϱ = Σ_i λ_i |v_i⟩⟨v_i| from eigenvalues (D,) and orthonormal columns ``basis`` (D, D); validated."""
     basis = as_array(basis, "basis").astype(complex)
-    rho = (basis * jnp.asarray(eigenvalues)) @ jnp.conj(basis.T)
+    rho = (basis * device_array(eigenvalues)) @ jnp.conj(basis.T)
     return check_density_matrix(rho, "rho")
 
 

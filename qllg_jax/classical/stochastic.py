@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._checks import check_kappa, concrete_value, is_concrete
 from ..drives import Constant
 from ..hamiltonians import SpinModel
@@ -146,10 +147,15 @@ def driven_precession_bound(model, t0: float, t1: float) -> float | None:
     return sum(statics) + sum(float(np.max(a)) * p for a, p in zip(amplitudes, parts))
 
 
-def affine_field(model: SpinModel) -> AffineField:
+@eqx.filter_jit
+def _field_and_jacobian(model: SpinModel):
+    """b(0) and ∂b/∂m of the (affine) classical field, in one program (eagerly, jacfwd's ops would each compile)."""
     zero = jnp.zeros((model.n_sites, 3))
-    b0 = model.classical_field(zero)
-    A = jax.jacfwd(model.classical_field)(zero)
+    return model.classical_field(zero), jax.jacfwd(model.classical_field)(zero)
+
+
+def affine_field(model: SpinModel) -> AffineField:
+    b0, A = _field_and_jacobian(model)
     value = concrete_value(A)
     n = model.n_sites
     mask = np.ones((3, n, 3), bool) if value is None else np.any(value != 0, axis=0)
@@ -241,7 +247,7 @@ def stochastic_llg(
     nodes, saved = nodes_with_jumps(ts, drive)  # a drive's jumps are step boundaries
     grid = time_grid(nodes, dt)
     field = driven_field(model)
-    sigma = jnp.asarray(sigma, dtype=float)
+    sigma = device_array(sigma, dtype=float)
     pick = (lambda m: m) if nodes.shape == ts.shape else (lambda m: m[saved])  # noqa: E731  (the save times)
     if batch and noise == "tree":  # one Brownian tree per key
         run = lambda k: pick(_integrate(field, _components(m0, ()), alpha, sigma,  # noqa: E731

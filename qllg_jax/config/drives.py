@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .. import pulses
 from ..drives import PWC, Modulated
 from ..hamiltonians import SpinModel
@@ -267,7 +268,7 @@ def _envelope(values: Mapping, amplitude):
 
 
 def _unit(vector):
-    vector = jnp.asarray(vector, dtype=float) if not isinstance(vector, np.ndarray) else vector
+    vector = device_array(vector, dtype=float) if not isinstance(vector, np.ndarray) else vector
     norm = np.linalg.norm(vector) if isinstance(vector, np.ndarray) else jnp.linalg.norm(vector)
     return vector / norm
 
@@ -313,14 +314,14 @@ def drive_field(H, ts) -> np.ndarray:
 
     Sums c(t)·field over the time-dependent SpinModel terms (modulated, pwc) of H; the constant part is left out.
     For tesla divide by ``Units.field(1.0)`` (g = 2)."""
-    ts = jnp.asarray(ts, dtype=float)
+    ts = device_array(ts, dtype=float)
     terms = [t for t in getattr(H, "terms", ()) if isinstance(t, (Modulated, PWC)) and isinstance(t.operator_, SpinModel)]
     if not terms:
         return np.zeros((ts.shape[0], 0, 3))
     total = 0.0
     for term in terms:
         coefficient = jax.vmap(term.coefficient)(ts)  # (T,)
-        total = total + coefficient[:, None, None] * jnp.asarray(term.operator_.field)[None]
+        total = total + coefficient[:, None, None] * device_array(term.operator_.field)[None]
     return np.asarray(total)
 
 

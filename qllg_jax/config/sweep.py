@@ -32,6 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._guards import check_bytes
 from ..states import thermal_state
 from .drives import build_drive
@@ -250,11 +251,11 @@ def _affine_model(base: Mapping, units, keys: list[str], params: Mapping):
             unit[c] = 1.0
             model = build_model(validate(point_table(base, {**zero, key: unit.reshape(shape)})), units)
             columns.append([np.asarray(leaf) - l0 for leaf, l0 in zip(jax.tree_util.tree_leaves(model), leaves0)])
-    generators = [jnp.asarray(np.stack([col[i] for col in columns])) for i in range(len(leaves0))]
-    base_leaves = [jnp.asarray(leaf) for leaf in leaves0]
+    generators = [device_array(np.stack([col[i] for col in columns])) for i in range(len(leaves0))]
+    base_leaves = [device_array(leaf) for leaf in leaves0]
 
     def H(**point):
-        x = jnp.concatenate([jnp.ravel(jnp.asarray(point[key], dtype=float)) for key in keys])
+        x = jnp.concatenate([jnp.ravel(device_array(point[key], dtype=float)) for key in keys])
         leaves = [leaf + jnp.tensordot(x, g, axes=1) for leaf, g in zip(base_leaves, generators)]
         return jax.tree_util.tree_unflatten(treedef, leaves)
 
@@ -292,10 +293,10 @@ def _state_table(base: Mapping, keys: list[str], params: Mapping, model, units, 
             states.append(np.asarray(build_initial_state(validate(point_table(base, point)), model, units)))
         except ConfigError as error:
             raise ConfigError(f"sweep point with {_format(point)}: {error}") from None
-    rows_j, states_j = jnp.asarray(unique), jnp.asarray(np.stack(states))
+    rows_j, states_j = device_array(unique), device_array(np.stack(states))
 
     def rho0(**point):
-        x = jnp.concatenate([jnp.ravel(jnp.asarray(point[k], dtype=float)) for k in keys])
+        x = jnp.concatenate([jnp.ravel(device_array(point[k], dtype=float)) for k in keys])
         return states_j[jnp.argmax(jnp.all(rows_j == x, axis=1))]
 
     return rho0

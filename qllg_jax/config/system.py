@@ -8,9 +8,9 @@ import sys
 from collections.abc import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._options import DEFAULTS
 from .. import observables as obs
 from ..hamiltonians import SpinModel, chain_bonds, dimer_model, spin_model
@@ -267,7 +267,7 @@ def save_times(spec: Mapping, units: Units | None) -> jax.Array:
         if not dynamics["t_end"] > dynamics["t_start"]:
             raise ConfigError(f"dynamics.t_end: must be > dynamics.t_start = {dynamics['t_start']:g}, got {dynamics['t_end']:g}")
         ts = np.linspace(dynamics["t_start"], dynamics["t_end"], dynamics["n_save"])
-    return jnp.asarray(ts if units is None else units.time(ts), dtype=float)
+    return device_array(ts if units is None else units.time(ts), dtype=float)
 
 
 def check_observables(names, spins) -> None:

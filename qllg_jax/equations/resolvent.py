@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import lineax as lx
 
+from .._arrays import device_array
 from .._checks import check_choice, check_square
 from .._linalg import dagger, matmul
 
@@ -117,4 +118,4 @@ def solve_resolvent(rho, b, kappa, strategy: str = "auto") -> jax.Array:
     check_square(b, "b", rho.shape[-1])
     strategy = resolve_strategy(strategy, rho.shape[-1])
     solver = {"eigen": solve_eigen, "kron": solve_kron, "krylov": solve_krylov}[strategy]
-    return solver(rho, b, jnp.asarray(kappa, dtype=float))
+    return solver(rho, b, device_array(kappa, dtype=float))

@@ -30,6 +30,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from .._checks import (
     as_array,
     check_choice,
@@ -70,7 +71,7 @@ def energy_and_variance(H, psi) -> tuple[jax.Array, jax.Array]:
 
 def _scalar(x) -> jax.Array:
     """A float64 array: traced by ``eqx.filter_jit``, so a new value does not recompile (Python floats would)."""
-    return jnp.asarray(x, dtype=float)
+    return device_array(x, dtype=float)
 
 
 def _hamiltonian(H):

@@ -23,6 +23,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from .._integrate import pack_complex, unpack_complex
 from ..equations.frame import FrameQLLG
 from ..methods._operator import as_operator
@@ -77,6 +78,6 @@ def frame_flow(H, frame0, weights, kappa, tol, max_time, solver, *, rtol: float,
     steps = sol.stats["num_accepted_steps"]
     return GroundStateResult(
         energy=energy, state=frame, variance=stop, converged=status == CONVERGED, status=status, iterations=steps,
-        num_matvecs=jnp.asarray(-1),
-        times=times, energies=energies, variances=stops, kappa=jnp.asarray(kappa, dtype=float), method="flow",
+        num_matvecs=device_array(-1),
+        times=times, energies=energies, variances=stops, kappa=device_array(kappa, dtype=float), method="flow",
     )

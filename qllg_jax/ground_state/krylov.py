@@ -38,6 +38,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from ..methods._operator import as_operator
 from .measures import energy_resolution
 from .result import CONVERGED, MAX_ITERATIONS, MAX_TIME, NONFINITE, GroundStateResult
@@ -121,9 +122,9 @@ def lanczos_flow(apply_H, psi, tau_cap, kappa, tol, h_norm, dimension: int) -> _
 
     start = _Lanczos(
         basis=jnp.zeros((m, psi.shape[0]), dtype=psi.dtype).at[0].set(psi), alpha=jnp.full(m, above_spectrum),
-        beta=jnp.zeros(m - 1), size=jnp.zeros((), dtype=int), residual=jnp.zeros(()), alive=jnp.asarray(True),
-        start_variance=jnp.asarray(jnp.inf), tau=jnp.zeros(()), y=jnp.zeros(m, dtype=psi.dtype),
-        variance=jnp.asarray(jnp.inf),
+        beta=jnp.zeros(m - 1), size=jnp.zeros((), dtype=int), residual=jnp.zeros(()), alive=device_array(True),
+        start_variance=device_array(jnp.inf), tau=jnp.zeros(()), y=jnp.zeros(m, dtype=psi.dtype),
+        variance=device_array(jnp.inf),
     )
     return jax.lax.while_loop(running, extend, start)
 
@@ -168,11 +169,11 @@ def krylov_search(H, psi0, kappa, tol, max_time, tau0, growth, h_norm, *, dimens
     resolution = energy_resolution(h_norm)
     psi0 = psi0 / jnp.linalg.norm(psi0)
     history = jnp.full(max_iterations + 1, jnp.nan)
-    zero, inf, false = jnp.zeros((), dtype=int), jnp.asarray(jnp.inf), jnp.asarray(False)
+    zero, inf, false = jnp.zeros((), dtype=int), device_array(jnp.inf), device_array(False)
     start = _Search(
         psi=psi0, energy=inf, variance=inf, time=jnp.zeros(()), candidate=psi0, candidate_time=jnp.zeros(()),
-        revisit=false, tau=jnp.asarray(tau0, dtype=float), iteration=zero, records=zero, matvecs=zero, done=false,
-        finite=jnp.asarray(True), times=history, energies=history, variances=history,
+        revisit=false, tau=device_array(tau0, dtype=float), iteration=zero, records=zero, matvecs=zero, done=false,
+        finite=device_array(True), times=history, energies=history, variances=history,
     )
 
     def running(c: _Search):
@@ -209,5 +210,5 @@ def krylov_search(H, psi0, kappa, tol, max_time, tau0, growth, h_norm, *, dimens
     return GroundStateResult(
         energy=final.energy, state=final.psi, variance=final.variance, converged=status == CONVERGED, status=status,
         iterations=final.records - 1, num_matvecs=final.matvecs, times=final.times, energies=final.energies,
-        variances=final.variances, kappa=jnp.asarray(kappa, dtype=float), method="krylov",
+        variances=final.variances, kappa=device_array(kappa, dtype=float), method="krylov",
     )

@@ -14,6 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from .._linalg import matmul
 
 
@@ -21,7 +22,7 @@ def _evaluate(name: str, fn: Callable, rho: jax.Array) -> jax.Array:
     """fn(ϱ), checked to be an array of numbers (at trace time: nothing is computed twice)."""
     value = fn(rho)
     try:
-        array = jnp.asarray(value)
+        array = device_array(value)
     except TypeError:
         array = None
     if array is None or not (jnp.issubdtype(array.dtype, jnp.number) or array.dtype == bool):

@@ -11,6 +11,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from .._linalg import matmul
 from ..hamiltonians import SpinModel, apply_local_terms
 
@@ -70,4 +71,4 @@ def as_operator(H, dense: bool) -> Operator:
     if isinstance(H, SpinModel):
         local = Operator(None, H.site_terms(), H.bond_terms(), H.dims, H.bonds)
         return Operator(local.matrix()) if dense else local
-    return Operator(jnp.asarray(H, dtype=complex))
+    return Operator(device_array(H, dtype=complex))

@@ -13,6 +13,7 @@ import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._linalg import dagger, matmul
 from ..equations.frame import FrameQLLG
 from ._method import Method
@@ -42,7 +43,7 @@ class Frame(Method):
 
     def initial(self, state: InitialState):
         if state.kind == "frame":
-            return state.frame.frame.astype(complex), {"weights": jnp.asarray(state.frame.weights, dtype=float)}
+            return state.frame.frame.astype(complex), {"weights": device_array(state.frame.weights, dtype=float)}
         if state.kind == "ket":
             psi = state.array
             return psi[..., None], {"weights": np.ones(psi.shape[:-1] + (1,))}

@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._checks import (
     TOL,
     as_array,
@@ -76,7 +77,7 @@ class LowRankState(eqx.Module):
         eigenvalues, vectors = np.linalg.eigh(np.asarray(rho))
         keep = eigenvalues > tol
         weights = eigenvalues[keep] / np.sum(eigenvalues[keep])
-        return cls(jnp.asarray(vectors[:, keep], dtype=complex), jnp.asarray(weights))
+        return cls(device_array(vectors[:, keep], dtype=complex), device_array(weights))
 
     def density_matrix(self) -> jax.Array:
         """ϱ (D, D); only for small D."""

@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._guards import check_bytes, format_bytes
 from .._failures import Failure
 from . import fingerprint as fp
@@ -73,14 +74,14 @@ def split_output(out) -> dict:
         diagnostics = dict(vars(out.diagnostics()))
     elif isinstance(out, Mapping) and "success" in out:
         tree = dict(out)
-        success = jnp.asarray(tree.pop("success"), dtype=bool)
-        failure = jnp.asarray(tree.pop("failure", jnp.where(success, Failure.NONE, Failure.OTHER)))
+        success = device_array(tree.pop("success"), dtype=bool)
+        failure = device_array(tree.pop("failure", jnp.where(success, Failure.NONE, Failure.OTHER)))
         diagnostics = {}
     else:
-        tree, success, failure, diagnostics = out, jnp.asarray(True), jnp.asarray(Failure.NONE), {}
+        tree, success, failure, diagnostics = out, device_array(True), device_array(Failure.NONE), {}
     _check_array_leaves(tree)
-    success = jnp.asarray(success, dtype=bool)
-    return {"outputs": tree, "success": success, "failure": jnp.asarray(failure, dtype=jnp.int32),
+    success = device_array(success, dtype=bool)
+    return {"outputs": tree, "success": success, "failure": device_array(failure, dtype=jnp.int32),
             "diagnostics": diagnostics}
 
 

@@ -31,6 +31,7 @@ import types
 from collections.abc import Callable, Mapping
 
 import numpy as np
+from .._arrays import device_array
 
 _SHOW = 16
 """Arrays with at most this many entries are shown by value in the description (and in error messages)."""
@@ -182,7 +183,7 @@ def function_code(fn) -> str:
     def traced(t, leaves):
         return jax.tree_util.tree_unflatten(treedef, leaves)(t)
 
-    closed = jax.make_jaxpr(traced)(jnp.zeros(()), [jnp.asarray(leaf) for leaf in leaves])
+    closed = jax.make_jaxpr(traced)(jnp.zeros(()), [device_array(leaf) for leaf in leaves])
     h = hasher()
     h.update(_stable_repr(closed.jaxpr).encode())
     h.update(_stable_repr(treedef).encode())

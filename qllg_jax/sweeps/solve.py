@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from ..drives import PWC, Constant, Modulated, TimeDependent, is_driven
 from .._checks import TOL, check_density_matrix, check_hamiltonian, check_kappa, check_ket, check_times
 from .._options import BATCHING, SolveOptions, defaults, option_names
@@ -254,7 +255,7 @@ def _build_chunk_function(H, rho0, ts, kappa, observables, save_states, options,
         def chunk_fn(points, constants):
             n = jax.tree_util.tree_leaves(points)[0].shape[0]
             batch = lambda x: jax.vmap(lambda p: _call_with(x, p))(points) if _is_function(x) else x  # noqa: E731
-            kappas = batch(kappa) if _is_function(kappa) else jnp.broadcast_to(jnp.asarray(kappa, float), (n,))
+            kappas = batch(kappa) if _is_function(kappa) else jnp.broadcast_to(device_array(kappa, float), (n,))
             result = solve(batch(H), batch(rho0), ts, kappas, observables=observables, save_states=save_states,
                            throw=False, **options)
             return split_output(result)
@@ -450,7 +451,7 @@ def sweep_solve(
 
     def chunk_function(kind):
         return _chunk_function(key[:-1] + (kind,), lambda: _build_chunk_function(
-            H, rho0, jnp.asarray(ts), kappa, observables, bool(save_states), run_options, kind))
+            H, rho0, device_array(ts), kappa, observables, bool(save_states), run_options, kind))
 
     fallback = chunk_function("vmap") if batching_requested == "auto" and batching != "vmap" else None
     return run_sweep(chunk_function(batching), params_np, physics=physics, per_point=per_point, ts=ts,

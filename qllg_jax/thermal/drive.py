@@ -21,9 +21,9 @@ import math
 
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._checks import concrete_value, is_concrete
 from ..drives import PWC, SNAP_TOL, Constant, TimeCallable, TimeDependent, is_driven, sample
 
@@ -94,12 +94,12 @@ def drive_rate(drive, t0: float, t1: float) -> float | None:
         grid = np.linspace(t0, t1, count)
         with jax.ensure_compile_time_eval():  # host values, also while an enclosing jit traces
             if isinstance(term, TimeCallable):
-                values = np.asarray(sample(term, jnp.asarray(grid))).reshape(count, -1)
+                values = np.asarray(sample(term, device_array(grid))).reshape(count, -1)
                 size = np.linalg.norm(values, axis=1)
                 change = np.linalg.norm(np.diff(values, axis=0), axis=1)
             else:
                 # c(t): a bound method of a Module is a pytree, so new parameter values reuse the program
-                values = np.asarray(sample(term.coefficient, jnp.asarray(grid))).reshape(count)
+                values = np.asarray(sample(term.coefficient, device_array(grid))).reshape(count)
                 size, change = np.abs(values), np.abs(np.diff(values))
         peak = float(np.max(size))
         if peak > 0 and count > 1:

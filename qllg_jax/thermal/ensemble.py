@@ -16,6 +16,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from .._arrays import device_array
 from .._checks import check_spins
 from ..observables import bloch_vectors, energy, spin_expectations, von_neumann_entropy
 from ..operators import site_dims, site_spin_operators
@@ -24,7 +25,7 @@ from .frames import FrameTrajectory
 
 def ensemble_mean(values, axis: int = 0) -> tuple[jax.Array, jax.Array]:
     """(mean, standard error) over ``axis`` (the trajectories; K ≥ 2) of any real or complex array."""
-    values = jnp.asarray(values)
+    values = device_array(values)
     count = values.shape[axis]
     if count < 2:
         raise ValueError(f"an ensemble needs at least 2 trajectories along axis {axis}, got {count}")
@@ -53,7 +54,7 @@ def ensemble_spin_expectations(trajectories: FrameTrajectory, spins: Sequence[fl
 
 def ensemble_energy(trajectories: FrameTrajectory, H) -> tuple[jax.Array, jax.Array]:
     """(mean, SE) of Tr(ϱ H)(t) for a (D, D) H (``SpinModel.matrix()``), each shape (T,)."""
-    return ensemble_mean(energy(_states(trajectories), jnp.asarray(H)))
+    return ensemble_mean(energy(_states(trajectories), device_array(H)))
 
 
 class EnsembleAverage(eqx.Module):
@@ -128,8 +129,8 @@ def ensemble_average(result, spins) -> EnsembleAverage:
         raise ValueError(f"spins {site_spins} (D = {math.prod(site_dims(site_spins))}) do not match the states' "
                          f"D = {rho.shape[-1]}")
     pairs = tuple((k, l) for k in range(len(site_spins)) for l in range(k + 1, len(site_spins)))
-    out = _ensemble_statistics(jnp.asarray(rho), jnp.asarray(energies), site_spins, pairs)
-    return EnsembleAverage(ts=jnp.asarray(ts), count=int(rho.shape[0]), spins=site_spins, pairs=pairs, **out)
+    out = _ensemble_statistics(device_array(rho), device_array(energies), site_spins, pairs)
+    return EnsembleAverage(ts=device_array(ts), count=int(rho.shape[0]), spins=site_spins, pairs=pairs, **out)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3))
@@ -140,7 +141,7 @@ def _ensemble_statistics(rho, energies, spins, pairs) -> dict:
     mean_rho = jnp.mean(rho, axis=0)
     ops = jnp.stack(site_spin_operators(spins))  # (N, 3, D, D)
     spin = jnp.real(jnp.einsum("ktij,naji->ktna", rho, ops))
-    bloch = spin / jnp.asarray(spins)[:, None]
+    bloch = spin / device_array(spins)[:, None]
     if pairs:
         products = jnp.stack([jnp.einsum("aij,bjk->abik", ops[k], ops[l]) for k, l in pairs])  # (P, 3, 3, D, D)
         correlations = jnp.real(jnp.einsum("ktij,pabji->ktpab", rho, products))

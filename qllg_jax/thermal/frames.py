@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._checks import check_choice, check_flag, check_hamiltonian, check_kappa, check_spins, concrete_value, is_concrete
 from .._linalg import dagger, matmul
 from ..equations.frame import FRAME_EQUATIONS, frame_coupling, frame_density_matrix
@@ -157,7 +158,7 @@ class HostArrays:
 
 
 def _pair(a):
-    a = jnp.asarray(a, dtype=complex)
+    a = device_array(a, dtype=complex)
     return jnp.real(a), jnp.imag(a)
 
 
@@ -355,9 +356,9 @@ def stochastic_frames(
     rate = None if width is None or drive_speed is None else max(width, drive_speed)
     dt = check_step(dt, rate, None if diffusion is None else float(np.max(diffusion) ** 2 / 2), "Hamiltonian")
     frame0, aux = Frame(gauge_fix=gauge_fix).initial(state)
-    weights = jnp.asarray(aux["weights"], dtype=float)
+    weights = device_array(aux["weights"], dtype=float)
     coupling, kernel = _coupling(weights, kappa, equation, gauge_fix)
-    frame0 = jnp.asarray(frame0, dtype=complex)
+    frame0 = device_array(frame0, dtype=complex)
     nodes, saved = nodes_with_jumps(ts, drive)  # a drive's jumps are step boundaries
     grid, shape = time_grid(nodes, dt), (len(site_spins), 3)
     if drive is None and noise == "steps" and frame0.shape[1] == dim <= FULL_RANK_MAX_DIM:  # eigenframe path
@@ -365,7 +366,7 @@ def stochastic_frames(
         ops = np.stack([np.asarray(o) for o in site_spin_operators(site_spins)]).astype(complex)
         start = tuple(jnp.broadcast_to(p.reshape(p.shape + (1,) * len(batch)), p.shape + tuple(batch))
                       for p in _pair(frame0))
-        frames = _integrate_full_rank(_pair(dense), HostArrays(ops.real, ops.imag), jnp.asarray(sigma, dtype=float),
+        frames = _integrate_full_rank(_pair(dense), HostArrays(ops.real, ops.imag), device_array(sigma, dtype=float),
                                       start, _pair(coupling), brownian_noise(noise, key, ts, shape, dt, brownian_tol), grid)
         frames = jnp.moveaxis(frames, 1, 0) if batch else frames
         return FrameTrajectory(frames, jnp.broadcast_to(weights, tuple(batch) + weights.shape), dt, grid.total_steps)

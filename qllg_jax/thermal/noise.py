@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._arrays import device_array
 from .._checks import as_array, concrete_value, key_batch_shape, prng_key  # noqa: F401  (key_batch_shape re-exported)
 
 NOISES = ("tree", "steps")
@@ -73,7 +74,7 @@ def check_temperature(temperature, name: str = "temperature"):
     value = concrete_value(array)
     if value is not None and not (np.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be finite and >= 0 (k_B T in E0; Units.temperature converts kelvin), got {value}")
-    return jnp.asarray(array, dtype=float) if value is None else np.asarray(value, dtype=float)
+    return device_array(array, dtype=float) if value is None else np.asarray(value, dtype=float)
 
 
 def check_noise_key(key, temperature, name: str = "key"):
@@ -93,7 +94,7 @@ def noise_amplitudes(damping, temperature, spins) -> jax.Array:
     damping_value, temperature_value = concrete_value(damping), concrete_value(temperature)
     if damping_value is not None and temperature_value is not None:
         return np.sqrt(2 * damping_value.astype(float) * temperature_value.astype(float) / s)
-    return jnp.sqrt(2 * jnp.asarray(damping, dtype=float) * jnp.asarray(temperature, dtype=float) / s)
+    return jnp.sqrt(2 * device_array(damping, dtype=float) * device_array(temperature, dtype=float) / s)
 
 
 class TimeGrid(eqx.Module):
@@ -266,7 +267,7 @@ class StepNoise(eqx.Module):
         batch = self.words.shape[1:]
         counter = jnp.arange(math.prod(self.shape), dtype=U32).reshape(self.shape + (1,) * len(batch))
         k0, k1 = self.words[0], self.words[1]
-        y0, y1 = threefry2x32(k0, k1, jnp.broadcast_to(jnp.asarray(index).astype(U32), counter.shape), counter)
+        y0, y1 = threefry2x32(k0, k1, jnp.broadcast_to(device_array(index).astype(U32), counter.shape), counter)
         return jnp.sqrt(t1 - t0) * normal_from_bits(y0 ^ y1), carry
 
 
@@ -298,7 +299,7 @@ def integrate_fixed(step, y0, noise, grid: TimeGrid):
     """
     if grid.starts.shape[0] == 0:
         return y0[None]
-    xs = tuple(jnp.asarray(a) for a in (grid.starts, grid.ends, grid.steps, grid.counts, grid.offsets))
+    xs = tuple(device_array(a) for a in (grid.starts, grid.ends, grid.steps, grid.counts, grid.offsets))
     uniform = grid.uniform
     one = noise.one()
 
@@ -320,6 +321,6 @@ def integrate_fixed(step, y0, noise, grid: TimeGrid):
         carry = jax.lax.fori_loop(0, grid.max_count, body, carry)
         return carry, carry[0]
 
-    w0 = noise.start(jnp.asarray(grid.starts[0]))
+    w0 = noise.start(device_array(grid.starts[0]))
     _, ys = jax.lax.scan(interval, (y0, w0), xs)
     return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), y0, ys)

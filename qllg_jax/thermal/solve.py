@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._arrays import concrete_value, is_concrete
+from .._arrays import device_array, concrete_value, is_concrete
 from .._checks import key_batch_shape
 from .._core import hamiltonian_at
 from .._failures import Failure
@@ -132,7 +132,7 @@ def solve_thermal(H, rho0, ts, kappa, options, observables=None) -> Result:
         out = jax.tree_util.tree_map(lambda x: x.reshape(batch + x.shape[1:]), out)
     saved = out["saved"]
     weights = out["weights"] if isinstance(method, Frame) else None
-    result = Result(ts=jnp.asarray(ts), observables=saved["observables"], invariants=saved["invariants"],
+    result = Result(ts=device_array(ts), observables=saved["observables"], invariants=saved["invariants"],
                     stats=out["stats"], success=out["success"], kets=saved.get("kets"), frames=saved.get("frames"),
                     weights=weights if "frames" in saved else None, stored_states=None, checks=out["diagnostics"],
                     method=method.name)
@@ -150,7 +150,7 @@ def _record(method, operator, frames, weights, ts, observables, save_states: boo
         aux = {} if ket else {"weights": w}
         states = frame_t[..., 0] if ket else frame_t
         saved = jax.vmap(lambda y, t: method.record(y, hamiltonian_at(operator, t), aux, observables, save_states))(
-            states, jnp.asarray(ts))
+            states, device_array(ts))
         return saved, method.spectrum_drift(states[-1], states[0], aux)
 
     saved, drift = jax.vmap(one)(frames, weights)
