@@ -162,24 +162,39 @@ class SpinModel(eqx.Module):
         For s = 1/2 single-ion anisotropy is a constant in the quantum model and is dropped here too.
         Returns a scalar in energy units.
         """
-        m = device_array(m)
-        if m.shape != (self.n_sites, 3):
-            raise ValueError(f"m must have shape ({self.n_sites}, 3) (one vector per site), got {m.shape}")
-        s = device_array(self.spins)
-        spin = s[:, None] * m
-        zeeman = -jnp.sum(self.field * spin)
-        weight = jnp.where(s > 0.5, 1.0, 0.0)
-        anisotropy = -jnp.sum(weight * self.anisotropy * jnp.sum(self.anisotropy_axis * spin, axis=-1) ** 2)
-        if not self.bonds:
-            return zeeman + anisotropy
-        idx = np.asarray(self.bonds)
-        pair = jnp.einsum("na,nab,nb->", spin[idx[:, 0]], self.bond_couplings(), spin[idx[:, 1]])
-        return zeeman + anisotropy + pair
+        return _classical_energy(self, self._unit_vectors(m))
 
     def classical_field(self, m: jax.Array) -> jax.Array:
         """Effective field b_eff,k = −(1/s_k) ∂E/∂m_k, shape (N, 3); the classical LLG precesses m_k about it."""
-        s = device_array(self.spins)
-        return -jax.grad(self.classical_energy)(m) / s[:, None]
+        return _classical_field(self, self._unit_vectors(m))
+
+    def _unit_vectors(self, m):
+        m = device_array(m)
+        if m.shape != (self.n_sites, 3):
+            raise ValueError(f"m must have shape ({self.n_sites}, 3) (one vector per site), got {m.shape}")
+        return m
+
+
+def _classical_energy_of(model: SpinModel, m) -> jax.Array:
+    s = np.asarray(model.spins)
+    spin = s[:, None] * m
+    zeeman = -jnp.sum(model.field * spin)
+    weight = np.where(s > 0.5, 1.0, 0.0)
+    anisotropy = -jnp.sum(weight * model.anisotropy * jnp.sum(model.anisotropy_axis * spin, axis=-1) ** 2)
+    if not model.bonds:
+        return zeeman + anisotropy
+    idx = np.asarray(model.bonds)
+    pair = jnp.einsum("na,nab,nb->", spin[idx[:, 0]], model.bond_couplings(), spin[idx[:, 1]])
+    return zeeman + anisotropy + pair
+
+
+_classical_energy = eqx.filter_jit(_classical_energy_of)
+"""One program per model structure for an eager call (inlined inside an enclosing trace)."""
+
+
+@eqx.filter_jit
+def _classical_field(model: SpinModel, m) -> jax.Array:
+    return -jax.grad(_classical_energy_of, argnums=1)(model, m) / np.asarray(model.spins)[:, None]
 
 
 @eqx.filter_jit

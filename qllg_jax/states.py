@@ -144,6 +144,11 @@ def density_matrix(psi, name: str = "psi") -> jax.Array:
     check_bytes(dense_bytes(psi.shape[-1], count=math.prod(psi.shape[:-1])),
                 f"density_matrix of a ket of dimension D = {psi.shape[-1]}",
                 "keep the ket: solve(H, psi, ts, method='ket') and the ket observables never form |psi><psi|")
+    return _outer(psi)
+
+
+@jax.jit
+def _outer(psi):
     return psi[..., :, None] * jnp.conj(psi[..., None, :])
 
 

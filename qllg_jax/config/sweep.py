@@ -255,9 +255,8 @@ def _affine_model(base: Mapping, units, keys: list[str], params: Mapping):
     base_leaves = [device_array(leaf) for leaf in leaves0]
 
     def H(**point):
-        x = jnp.concatenate([jnp.ravel(device_array(point[key], dtype=float)) for key in keys])
-        leaves = [leaf + jnp.tensordot(x, g, axes=1) for leaf, g in zip(base_leaves, generators)]
-        return jax.tree_util.tree_unflatten(treedef, leaves)
+        x = [device_array(point[key], dtype=float) for key in keys]
+        return jax.tree_util.tree_unflatten(treedef, _affine_leaves(x, base_leaves, generators))
 
     return H
 
@@ -421,3 +420,10 @@ def build_sweep(table: Mapping, status: Callable[[str], None] | None = None) -> 
         params=params, H=H_driven, rho0=rho0, kappa=kappa, ts=ts, observables=observables, solve_options=solve_options,
         options=options, energy="energy" in names, model=model, units=units, thermal=noise,
     )
+
+
+@jax.jit
+def _affine_leaves(x, base_leaves, generators):
+    """leaf + Σ_i x_i G_i for every leaf (one program; eagerly, per point, each op would compile)."""
+    x = jnp.concatenate([jnp.ravel(v) for v in x])
+    return [leaf + jnp.tensordot(x, g, axes=1) for leaf, g in zip(base_leaves, generators)]

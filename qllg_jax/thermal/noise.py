@@ -221,6 +221,7 @@ def normal_from_bits(bits: jax.Array) -> jax.Array:
     return (jnp.float32(math.sqrt(2.0)) * jax.lax.erf_inv(u)).astype(jnp.float64)
 
 
+@jax.jit
 def key_words(key) -> jax.Array:
     """Two uint32 words per trajectory from its key (any jax.random key; a batch (K,) gives shape (2, K)).
 
