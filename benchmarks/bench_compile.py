@@ -29,7 +29,9 @@ if case == "classical":
     out = q.classical_llg(q.dimer_model(B=(1.0, 0, 0), J=1.0), np.array([[0.0, 0, 1], [1.0, 0, 0]]), ts, 0.5)
 elif case.endswith(("-grad", "-jacfwd")):  # d energy(t) / d kappa: reverse (checkpoint) or forward mode
     method, mode = case.split("-")
-    energy = lambda kappa: q.solve(H, psi0 if method == "ket" else rho0, ts, kappa, method=method).invariants["energy"]
+    gradient = "checkpoint" if mode == "grad" else "forward"
+    energy = lambda kappa: q.solve(H, psi0 if method == "ket" else rho0, ts, kappa, method=method,  # noqa: E731
+                                   gradient=gradient).invariants["energy"]
     out = jax.jit(jax.grad(lambda k: energy(k).sum()) if mode == "grad" else jax.jacfwd(energy))(0.5)
 else:
     out = q.solve(H, psi0 if case == "ket" else rho0, ts, 0.5, method=case).states
@@ -50,7 +52,7 @@ def run(case: str, patched: bool) -> dict:
 
 def main():
     print(f"XLA_FLAGS={os.environ.get('QLLG_BENCH_XLA_FLAGS', '(default)')}")
-    for case in ("frame", "dense", "ket", "classical", "dense-grad", "ket-jacfwd"):
+    for case in sys.argv[1:] or ("frame", "dense", "ket", "classical", "dense-grad", "ket-jacfwd"):
         best = {p: min(run(case, p)["compile"] for _ in range(3)) for p in (False, True)}
         print(f"{case:9s} unpatched {best[False]:.2f} s  patched {best[True]:.2f} s  ratio {best[False] / best[True]:.2f}")
 
