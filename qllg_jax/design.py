@@ -159,6 +159,14 @@ def _project(params, bounds, constraint):
     return params
 
 
+@eqx.filter_jit
+def _projected_starts(params, bounds, constraint, optimizer):
+    """The starts projected onto the bounds/constraint and the optimiser's state of each, as one program (eagerly,
+    the vmapped clips and optax's init would compile op by op); constraint and optimiser are static (by identity)."""
+    params = jax.vmap(lambda p: _project(p, bounds, constraint))(params)
+    return params, jax.vmap(optimizer.init)(params)
+
+
 def _starts(init_params, n_starts, key, spread, bounds):
     """Stack ``n_starts`` starting points of a validated PyTree: the first is ``init_params``, the others uniform
     in ``bounds`` (leaves with both bounds finite) or Gaussian with std ``spread`` around it."""
@@ -302,12 +310,11 @@ def fit(
         init_params = jax.tree_util.tree_unflatten(treedef, _check_init(init_params))
         bounds = _check_bounds(bounds, init_params)
         params = _starts(init_params, n_starts, key, spread, bounds)
-    params = jax.vmap(lambda p: _project(p, bounds, constraint))(params)
+    params, opt_state = _projected_starts(params, bounds, constraint, optimizer)
     check_inputs = getattr(loss_fn, "check_inputs", None)  # set by solve_loss: validate H, rho0, kappa per start
     if check_inputs is not None:
         for i in range(n_starts):
             check_inputs(jax.tree_util.tree_map(lambda x: x[i], params), f"start {i}")
-    opt_state = jax.vmap(optimizer.init)(params)
     step = _compiled_step(loss_fn, optimizer, constraint)
     history = []
     stopped_at = np.full(n_starts, -1)

@@ -288,7 +288,14 @@ def brownian_noise(kind: str, key, ts: np.ndarray, shape: tuple[int, ...], dt: f
     elif tol > dt / 2:
         raise ValueError(f"brownian_tol = {tol:.4g} must be <= dt/2 = {dt / 2:.4g} (the tree resolves the path to tol; "
                          "coarser increments would have the wrong variance)")
-    return TreeNoise(diffrax.VirtualBrownianTree(ts[0], ts[-1], float(tol), shape, key))
+    return TreeNoise(_brownian_tree(ts[0], ts[-1], float(tol), shape, key))
+
+
+@eqx.filter_jit
+def _brownian_tree(t0, t1, tol: float, shape, key):
+    """diffrax's VirtualBrownianTree built in one program (eagerly its set-up compiles ≈ 8 small ones); tol and shape
+    static, the same tree as a direct construction."""
+    return diffrax.VirtualBrownianTree(t0, t1, tol, shape, key)
 
 
 def integrate_fixed(step, y0, noise, grid: TimeGrid):
