@@ -230,21 +230,42 @@ def concurrence(rho: jax.Array) -> jax.Array:
     C = max(0, μ1 − μ2 − μ3 − μ4), μ_i the decreasing eigenvalues of sqrt(√ϱ ϱ̃ √ϱ), ϱ̃ = σ_y⊗σ_y ϱ* σ_y⊗σ_y.
     """
     rho = _two_qubit_check(rho, "concurrence")
-    p, v = _eigh(rho)
-    return _concurrence(rho, check_probabilities(p, "rho", "concurrence"), v)
+    check_probabilities(_eigvalsh(rho), "rho", "concurrence")
+    return _concurrence(rho)
 
 
-_eigh = jax.jit(jnp.linalg.eigh)
+_eigvalsh = jax.jit(jnp.linalg.eigvalsh)
 
 
 @jax.jit
-def _concurrence(rho, p, v):
+def _concurrence(rho):
     sy = 2 * _spin_matrices_np(0.5)[1]
     yy = np.kron(sy, sy)
     tilde = yy @ jnp.conj(rho) @ yy
-    root = (v * jnp.sqrt(jnp.clip(p, 0.0, None))[..., None, :]) @ jnp.conj(jnp.swapaxes(v, -1, -2))
+    root = _psd_sqrt(rho)
     mu = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(root @ tilde @ root), 0.0, None))
     return jnp.maximum(0.0, mu[..., 3] - mu[..., 2] - mu[..., 1] - mu[..., 0])
+
+
+@jax.custom_jvp
+def _psd_sqrt(rho):
+    """√ϱ = V diag(√λ) V† of a positive semi-definite ϱ (..., d, d) (negative round-off eigenvalues clipped)."""
+    p, v = jnp.linalg.eigh(rho)
+    return (v * jnp.sqrt(jnp.clip(p, 0.0, None))[..., None, :]) @ jnp.conj(jnp.swapaxes(v, -1, -2))
+
+
+@_psd_sqrt.defjvp
+def _psd_sqrt_jvp(primals, tangents):
+    r"""Daleckii–Krein: d√ϱ = V (F ⊙ V†dϱV) V† with F_ij = (√λ_i − √λ_j)/(λ_i − λ_j) = 1/(√λ_i + √λ_j) — finite at
+    degenerate spectra (e.g. Werner states), where the derivative of eigh's vectors is not; F = 0 where
+    λ_i = λ_j = 0 (√ has no finite slope there)."""
+    (rho,), (drho,) = primals, tangents
+    p, v = jnp.linalg.eigh(rho)
+    roots = jnp.sqrt(jnp.clip(p, 0.0, None))
+    vh = jnp.conj(jnp.swapaxes(v, -1, -2))
+    total = roots[..., :, None] + roots[..., None, :]
+    factor = jnp.where(total > 0, 1 / jnp.where(total > 0, total, 1.0), 0.0)
+    return (v * roots[..., None, :]) @ vh, v @ (factor * (vh @ drho @ v)) @ vh
 
 
 def passive_energy(rho: jax.Array, H: jax.Array) -> jax.Array:

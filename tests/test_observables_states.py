@@ -19,6 +19,24 @@ def test_werner_nonlocality_and_concurrence(bell, p):
     np.testing.assert_allclose(q.correlation_matrix(rho), p * np.diag(signs), atol=1e-12)
 
 
+@pytest.mark.parametrize("bell", ["phi+", "psi-"])
+def test_concurrence_gradient_is_finite_at_degenerate_spectra(bell):
+    """Werner states have a triply degenerate spectrum, where eigh's vectors have no derivative: dC/dp of
+    C = (3p − 1)/2 is 3/2 exactly (closed form; round-off of eigh only, so 1e-8). A generic mixed state (distinct
+    eigenvalues) against central differences along a Hermitian direction: h = 1e-5 gives O(h²) ≈ 1e-10 truncation
+    and ≈ 1e-11 round-off, so 1e-6 relative."""
+    for p in (0.5, 0.8):
+        assert float(jax.grad(lambda x: q.concurrence(q.werner_state(bell, x)))(p)) == pytest.approx(1.5, abs=1e-8)
+    rho0 = 0.4 * np.asarray(q.werner_state(bell, 0.9)) + 0.6 * np.asarray(q.random_density_matrix(jax.random.PRNGKey(3), 4))
+    direction = np.array(q.random_hamiltonian(jax.random.PRNGKey(4), 4))
+    direction -= np.trace(direction) / 4 * np.eye(4)  # traceless: ϱ0 + x·direction stays a unit-trace state near x = 0
+    c = lambda x: q.concurrence(rho0 + 0.01 * x * direction)  # noqa: E731
+    assert float(c(0.0)) > 0.05  # entangled: the max(0, ·) is not active
+    h = 1e-5
+    reference = (float(c(h)) - float(c(-h))) / (2 * h)
+    assert float(jax.grad(c)(0.0)) == pytest.approx(reference, rel=1e-6)
+
+
 def test_product_state_observables():
     n1, n2 = np.array([0.3, -0.4, 0.5]), np.array([-1.0, 0.2, 0.1])
     psi = q.coherent_product_state([0.5, 0.5], [n1, n2])
