@@ -228,6 +228,10 @@ def concurrence(rho: jax.Array) -> jax.Array:
     """Wootters concurrence of a two-qubit state ϱ (..., 4, 4); shape (...,).
 
     C = max(0, μ1 − μ2 − μ3 − μ4), μ_i the decreasing eigenvalues of sqrt(√ϱ ϱ̃ √ϱ), ϱ̃ = σ_y⊗σ_y ϱ* σ_y⊗σ_y.
+
+    Gradients are finite at degenerate spectra of ϱ (Werner states): √ϱ is differentiated by the Daleckii–Krein
+    formula, not through eigh's eigenvectors. Inside the kernel of a rank-deficient ϱ (e.g. pure states) √ has no finite
+    slope: that block of the derivative is set to 0.
     """
     rho = _two_qubit_check(rho, "concurrence")
     check_probabilities(_eigvalsh(rho), "rho", "concurrence")
