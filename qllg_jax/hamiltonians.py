@@ -262,7 +262,7 @@ def _per_site(value, n: int, name: str, shape=(3,)):
     arr = real_array(0.0 if value is None else value, name, REAL_PARAMETER_HINT)
     xp = np if isinstance(arr, np.ndarray) else jnp
     if arr.shape == shape or arr.shape == ():
-        return xp.array(xp.broadcast_to(arr, (n,) + shape))
+        return xp.broadcast_to(arr, (n,) + shape)
     if arr.shape == (n,) + shape:
         return arr
     raise ValueError(f"{name} must have shape {shape} (uniform) or {(n,) + shape} (per site), got {arr.shape}")

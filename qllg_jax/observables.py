@@ -172,8 +172,7 @@ def bloch_vectors(rho: jax.Array, spins: Sequence[float] | None = None) -> jax.A
         if 2**n != rho.shape[-1]:
             raise ValueError(f"dimension {rho.shape[-1]} is not a power of 2; pass spins=")
         spins = [0.5] * n
-    spins = check_spins(spins)
-    return spin_expectations(rho, spins) / np.asarray(spins)[:, None]
+    return spin_expectations(rho, spins) / np.asarray(spins, dtype=float)[:, None]  # spins checked by the call
 
 
 def _two_qubit_check(rho, what: str):
@@ -234,11 +233,8 @@ def concurrence(rho: jax.Array) -> jax.Array:
     slope: that block of the derivative is set to 0.
     """
     rho = _two_qubit_check(rho, "concurrence")
-    check_probabilities(_eigvalsh(rho), "rho", "concurrence")
+    check_probabilities(eigvalsh(rho), "rho", "concurrence")
     return _concurrence(rho)
-
-
-_eigvalsh = jax.jit(jnp.linalg.eigvalsh)
 
 
 @jax.jit
@@ -247,7 +243,7 @@ def _concurrence(rho):
     yy = np.kron(sy, sy)
     tilde = yy @ jnp.conj(rho) @ yy
     root = _psd_sqrt(rho)
-    mu = jnp.sqrt(jnp.clip(jnp.linalg.eigvalsh(root @ tilde @ root), 0.0, None))
+    mu = jnp.sqrt(jnp.clip(eigvalsh(root @ tilde @ root), 0.0, None))
     return jnp.maximum(0.0, mu[..., 3] - mu[..., 2] - mu[..., 1] - mu[..., 0])
 
 
